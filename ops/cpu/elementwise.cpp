@@ -1,0 +1,90 @@
+// Elementwise CPU kernels: fill, add/sub/mul/div, affine, axpby, scale_by.
+// All buffers are (n); every output is written with `=`, and out may alias an input.
+#include "ops/cpu.h"
+#include "ops/cpu/checks.h"
+
+namespace dtrain::ops::cpu {
+namespace {
+
+using detail::check_ptr;
+using detail::check_size;
+
+template <typename T, typename Op>
+void binary(const char* kernel, const T* a, const T* b, T* out, int64_t n, Op op) {
+  check_size(kernel, "n", n);
+  check_ptr(kernel, "a", a, n);
+  check_ptr(kernel, "b", b, n);
+  check_ptr(kernel, "out", out, n);
+  for (int64_t i = 0; i < n; ++i) out[i] = op(a[i], b[i]);
+}
+
+}  // namespace
+
+template <typename T>
+void fill(T* out, T value, int64_t n, Exec) {
+  check_size("cpu::fill", "n", n);
+  check_ptr("cpu::fill", "out", out, n);
+  for (int64_t i = 0; i < n; ++i) out[i] = value;
+}
+
+template <typename T>
+void add(const T* a, const T* b, T* out, int64_t n, Exec) {
+  binary("cpu::add", a, b, out, n, [](T x, T y) { return x + y; });
+}
+
+template <typename T>
+void sub(const T* a, const T* b, T* out, int64_t n, Exec) {
+  binary("cpu::sub", a, b, out, n, [](T x, T y) { return x - y; });
+}
+
+template <typename T>
+void mul(const T* a, const T* b, T* out, int64_t n, Exec) {
+  binary("cpu::mul", a, b, out, n, [](T x, T y) { return x * y; });
+}
+
+template <typename T>
+void div(const T* a, const T* b, T* out, int64_t n, Exec) {
+  binary("cpu::div", a, b, out, n, [](T x, T y) { return x / y; });
+}
+
+template <typename T>
+void affine(const T* x, T* out, T alpha, T beta, int64_t n, Exec) {
+  check_size("cpu::affine", "n", n);
+  check_ptr("cpu::affine", "x", x, n);
+  check_ptr("cpu::affine", "out", out, n);
+  for (int64_t i = 0; i < n; ++i) out[i] = alpha * x[i] + beta;
+}
+
+template <typename T>
+void axpby(const T* x, T* y, T alpha, T beta, int64_t n, Exec) {
+  check_size("cpu::axpby", "n", n);
+  check_ptr("cpu::axpby", "x", x, n);
+  check_ptr("cpu::axpby", "y", y, n);
+  for (int64_t i = 0; i < n; ++i) y[i] = alpha * x[i] + beta * y[i];
+}
+
+template <typename T>
+void scale_by(const T* x, const T* g, T* out, int64_t n, Exec) {
+  check_size("cpu::scale_by", "n", n);
+  check_ptr("cpu::scale_by", "x", x, n);
+  check_ptr("cpu::scale_by", "g", g, n);
+  check_ptr("cpu::scale_by", "out", out, n);
+  if (n == 0) return;
+  const T s = g[0];
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * s;
+}
+
+#define DT_INSTANTIATE(T)                                                  \
+  template void fill<T>(T*, T, int64_t, Exec);                             \
+  template void add<T>(const T*, const T*, T*, int64_t, Exec);             \
+  template void sub<T>(const T*, const T*, T*, int64_t, Exec);             \
+  template void mul<T>(const T*, const T*, T*, int64_t, Exec);             \
+  template void div<T>(const T*, const T*, T*, int64_t, Exec);             \
+  template void affine<T>(const T*, T*, T, T, int64_t, Exec);              \
+  template void axpby<T>(const T*, T*, T, T, int64_t, Exec);               \
+  template void scale_by<T>(const T*, const T*, T*, int64_t, Exec);
+DT_INSTANTIATE(float)
+DT_INSTANTIATE(double)
+#undef DT_INSTANTIATE
+
+}  // namespace dtrain::ops::cpu

@@ -1,0 +1,103 @@
+#pragma once
+// Helpers shared by the CUDA launchers: the stream of an Exec, launch geometry for
+// grid-stride kernels, the launch check, and a deterministic block-wide double sum.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "ops/cpu/checks.h"
+#include "ops/cuda.h"
+
+namespace dtrain::ops::cuda::detail {
+
+using ::dtrain::ops::detail::check_ptr;
+using ::dtrain::ops::detail::check_size;
+using ::dtrain::ops::detail::invalid;
+
+constexpr int kThreads = 256;         // elementwise block size
+constexpr int kReduceThreads = 1024;  // single-block reductions
+constexpr int64_t kMaxBlocks = 4096;  // grid-stride loops cover the rest
+
+inline cudaStream_t stream_of(Exec ex) { return static_cast<cudaStream_t>(ex.stream); }
+
+// Blocks for `work` independent items, one per thread, capped (the kernels stride).
+inline unsigned blocks_for(int64_t work) {
+  return static_cast<unsigned>(std::clamp<int64_t>((work + kThreads - 1) / kThreads, 1, kMaxBlocks));
+}
+
+// Throws std::runtime_error naming the kernel if its launch failed.
+inline void check_launch(const char* kernel) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) {
+    throw std::runtime_error(std::string("dtrain::ops::") + kernel + ": launch failed: " + cudaGetErrorString(err));
+  }
+}
+
+// Start and stride of a 1-D grid-stride loop, in 64 bits.
+__device__ inline int64_t grid_start() { return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
+__device__ inline int64_t grid_stride() { return static_cast<int64_t>(blockDim.x) * gridDim.x; }
+
+// Sum of `v` over a block of exactly kBlock threads (a power of two), by a fixed
+// shared-memory tree: the result depends only on the per-thread values, never on
+// scheduling. Every thread of the block must call it; all of them get the sum. It may be
+// called repeatedly (the leading barrier keeps a new call from overwriting partial[0]
+// before every thread has read the previous result).
+template <int kBlock>
+__device__ double block_sum(double v) {
+  static_assert((kBlock & (kBlock - 1)) == 0, "block_sum needs a power-of-two block");
+  __shared__ double partial[kBlock];
+  __syncthreads();
+  partial[threadIdx.x] = v;
+  __syncthreads();
+  for (int half = kBlock / 2; half > 0; half /= 2) {
+    if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    __syncthreads();
+  }
+  return partial[0];
+}
+
+}  // namespace dtrain::ops::cuda::detail
+
+// ---- generic elementwise maps -----------------------------------------------------
+// Op is a functor with a __device__ operator(); the launchers below check, return early
+// on n == 0, launch on ex.stream and check the launch.
+namespace dtrain::ops::cuda::detail {
+
+// out[i] = op(x[i])                                                       x, out: (n)
+template <typename T, typename Op>
+__global__ void map1_kernel(const T* x, T* out, int64_t n, Op op) {
+  for (int64_t i = grid_start(); i < n; i += grid_stride()) out[i] = op(x[i]);
+}
+
+// out[i] = op(a[i], b[i])                                              a, b, out: (n)
+template <typename T, typename Op>
+__global__ void map2_kernel(const T* a, const T* b, T* out, int64_t n, Op op) {
+  for (int64_t i = grid_start(); i < n; i += grid_stride()) out[i] = op(a[i], b[i]);
+}
+
+template <typename T, typename Op>
+void launch_map1(const char* kernel, const char* x_name, const T* x, T* out, int64_t n, Exec ex, Op op) {
+  check_size(kernel, "n", n);
+  check_ptr(kernel, x_name, x, n);
+  check_ptr(kernel, "out", out, n);
+  if (n == 0) return;
+  map1_kernel<<<blocks_for(n), kThreads, 0, stream_of(ex)>>>(x, out, n, op);
+  check_launch(kernel);
+}
+
+template <typename T, typename Op>
+void launch_map2(const char* kernel, const char* a_name, const T* a, const char* b_name, const T* b, T* out,
+                 int64_t n, Exec ex, Op op) {
+  check_size(kernel, "n", n);
+  check_ptr(kernel, a_name, a, n);
+  check_ptr(kernel, b_name, b, n);
+  check_ptr(kernel, "out", out, n);
+  if (n == 0) return;
+  map2_kernel<<<blocks_for(n), kThreads, 0, stream_of(ex)>>>(a, b, out, n, op);
+  check_launch(kernel);
+}
+
+}  // namespace dtrain::ops::cuda::detail

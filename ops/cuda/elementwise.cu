@@ -1,0 +1,135 @@
+// Elementwise CUDA kernels: fill, add/sub/mul/div, affine, axpby, scale_by, convert.
+// All buffers are (n) (g is (1), in device memory); outputs are written with `=` and
+// may alias an input. Every kernel is a grid-stride loop of 256-thread blocks.
+#include "ops/cpu/convert_value.h"
+#include "ops/cuda/common.cuh"
+
+namespace dtrain::ops::cuda {
+namespace {
+
+using namespace detail;
+
+struct AddOp {
+  template <typename T> __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct SubOp {
+  template <typename T> __device__ T operator()(T a, T b) const { return a - b; }
+};
+struct MulOp {
+  template <typename T> __device__ T operator()(T a, T b) const { return a * b; }
+};
+struct DivOp {
+  template <typename T> __device__ T operator()(T a, T b) const { return a / b; }
+};
+template <typename T>
+struct AffineOp {
+  T alpha, beta;
+  __device__ T operator()(T x) const { return alpha * x + beta; }
+};
+template <typename T>
+struct AxpbyOp {  // applied as op(x, y) and stored into y
+  T alpha, beta;
+  __device__ T operator()(T x, T y) const { return alpha * x + beta * y; }
+};
+
+// out[i] = value                                                             out: (n)
+template <typename T>
+__global__ void fill_kernel(T* out, T value, int64_t n) {
+  for (int64_t i = grid_start(); i < n; i += grid_stride()) out[i] = value;
+}
+
+// out[i] = x[i] * g[0]; g is read on the device, no host round trip. x, out: (n); g: (1)
+template <typename T>
+__global__ void scale_by_kernel(const T* x, const T* g, T* out, int64_t n) {
+  const T s = *g;
+  for (int64_t i = grid_start(); i < n; i += grid_stride()) out[i] = x[i] * s;
+}
+
+// out[i] = D(x[i]), rounding rules in ops/cpu/convert_value.h.               x, out: (n)
+template <typename S, typename D>
+__global__ void convert_kernel(const S* x, D* out, int64_t n) {
+  for (int64_t i = grid_start(); i < n; i += grid_stride()) out[i] = ::dtrain::ops::detail::convert_value<S, D>(x[i]);
+}
+
+}  // namespace
+
+bool compiled() { return true; }
+
+template <typename T>
+void fill(T* out, T value, int64_t n, Exec ex) {
+  check_size("cuda::fill", "n", n);
+  check_ptr("cuda::fill", "out", out, n);
+  if (n == 0) return;
+  fill_kernel<<<blocks_for(n), kThreads, 0, stream_of(ex)>>>(out, value, n);
+  check_launch("cuda::fill");
+}
+
+template <typename T>
+void add(const T* a, const T* b, T* out, int64_t n, Exec ex) {
+  launch_map2("cuda::add", "a", a, "b", b, out, n, ex, AddOp{});
+}
+
+template <typename T>
+void sub(const T* a, const T* b, T* out, int64_t n, Exec ex) {
+  launch_map2("cuda::sub", "a", a, "b", b, out, n, ex, SubOp{});
+}
+
+template <typename T>
+void mul(const T* a, const T* b, T* out, int64_t n, Exec ex) {
+  launch_map2("cuda::mul", "a", a, "b", b, out, n, ex, MulOp{});
+}
+
+template <typename T>
+void div(const T* a, const T* b, T* out, int64_t n, Exec ex) {
+  launch_map2("cuda::div", "a", a, "b", b, out, n, ex, DivOp{});
+}
+
+template <typename T>
+void affine(const T* x, T* out, T alpha, T beta, int64_t n, Exec ex) {
+  launch_map1("cuda::affine", "x", x, out, n, ex, AffineOp<T>{alpha, beta});
+}
+
+template <typename T>
+void axpby(const T* x, T* y, T alpha, T beta, int64_t n, Exec ex) {
+  launch_map2("cuda::axpby", "x", x, "y", static_cast<const T*>(y), y, n, ex, AxpbyOp<T>{alpha, beta});
+}
+
+template <typename T>
+void scale_by(const T* x, const T* g, T* out, int64_t n, Exec ex) {
+  check_size("cuda::scale_by", "n", n);
+  check_ptr("cuda::scale_by", "x", x, n);
+  check_ptr("cuda::scale_by", "g", g, n);
+  check_ptr("cuda::scale_by", "out", out, n);
+  if (n == 0) return;
+  scale_by_kernel<<<blocks_for(n), kThreads, 0, stream_of(ex)>>>(x, g, out, n);
+  check_launch("cuda::scale_by");
+}
+
+template <typename S, typename D>
+void convert(const S* x, D* out, int64_t n, Exec ex) {
+  check_size("cuda::convert", "n", n);
+  check_ptr("cuda::convert", "x", x, n);
+  check_ptr("cuda::convert", "out", out, n);
+  if (n == 0) return;
+  convert_kernel<S, D><<<blocks_for(n), kThreads, 0, stream_of(ex)>>>(x, out, n);
+  check_launch("cuda::convert");
+}
+
+#define DT_INSTANTIATE(T)                                                  \
+  template void fill<T>(T*, T, int64_t, Exec);                             \
+  template void add<T>(const T*, const T*, T*, int64_t, Exec);             \
+  template void sub<T>(const T*, const T*, T*, int64_t, Exec);             \
+  template void mul<T>(const T*, const T*, T*, int64_t, Exec);             \
+  template void div<T>(const T*, const T*, T*, int64_t, Exec);             \
+  template void affine<T>(const T*, T*, T, T, int64_t, Exec);              \
+  template void axpby<T>(const T*, T*, T, T, int64_t, Exec);               \
+  template void scale_by<T>(const T*, const T*, T*, int64_t, Exec);
+DT_INSTANTIATE(float)
+DT_INSTANTIATE(double)
+#undef DT_INSTANTIATE
+
+#define DT_INSTANTIATE_CONVERT(S, D) template void convert<S, D>(const S*, D*, int64_t, Exec);
+DT_CONVERT_PAIRS(DT_INSTANTIATE_CONVERT)
+#undef DT_INSTANTIATE_CONVERT
+
+}  // namespace dtrain::ops::cuda

@@ -1,0 +1,101 @@
+// The CUDA twins when dtrain is built without nvcc: every kernel throws, naming itself
+// and the fix. Never a silent CPU fallback (STYLE.md item 1).
+#include <stdexcept>
+
+#include "ops/cpu/convert_value.h"  // DT_CONVERT_PAIRS
+#include "ops/cuda.h"
+
+namespace dtrain::ops::cuda {
+
+#define DT_UNAVAILABLE(name)                                                                  \
+  throw std::runtime_error("dtrain was built without CUDA: " name                             \
+                           " is unavailable; rebuild with -DCMAKE_CUDA_COMPILER=/path/to/nvcc")
+
+bool compiled() { return false; }
+
+// DT_STUB(name, (parameter types...)) defines `template <typename T> void name(...)`.
+#define DT_STUB(name, params) \
+  template <typename T>       \
+  void name params { DT_UNAVAILABLE("cuda::" #name); }
+
+DT_STUB(fill, (T*, T, int64_t, Exec))
+DT_STUB(add, (const T*, const T*, T*, int64_t, Exec))
+DT_STUB(sub, (const T*, const T*, T*, int64_t, Exec))
+DT_STUB(mul, (const T*, const T*, T*, int64_t, Exec))
+DT_STUB(div, (const T*, const T*, T*, int64_t, Exec))
+DT_STUB(affine, (const T*, T*, T, T, int64_t, Exec))
+DT_STUB(axpby, (const T*, T*, T, T, int64_t, Exec))
+DT_STUB(scale_by, (const T*, const T*, T*, int64_t, Exec))
+DT_STUB(sigmoid_forward, (const T*, T*, int64_t, Exec))
+DT_STUB(sigmoid_backward, (const T*, const T*, T*, int64_t, Exec))
+DT_STUB(tanh_forward, (const T*, T*, int64_t, Exec))
+DT_STUB(tanh_backward, (const T*, const T*, T*, int64_t, Exec))
+DT_STUB(relu_forward, (const T*, T*, int64_t, Exec))
+DT_STUB(relu_backward, (const T*, const T*, T*, int64_t, Exec))
+DT_STUB(leaky_relu_forward, (const T*, T*, T, int64_t, Exec))
+DT_STUB(leaky_relu_backward, (const T*, const T*, T*, T, int64_t, Exec))
+DT_STUB(step_forward, (const T*, T*, int64_t, Exec))
+DT_STUB(bias_add, (const T*, const T*, T*, int64_t, int64_t, int64_t, Exec))
+DT_STUB(bias_grad, (const T*, T*, int64_t, int64_t, int64_t, Exec))
+DT_STUB(sum_all, (const T*, T*, int64_t, Exec))
+DT_STUB(gemm, (bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*, int64_t, Exec))
+DT_STUB(softmax_xent_forward, (const T*, const int64_t*, T*, T*, int64_t, int64_t, Exec))
+DT_STUB(softmax_xent_backward, (const T*, const int64_t*, const T*, T*, int64_t, int64_t, Exec))
+DT_STUB(mse_forward, (const T*, const T*, T*, int64_t, Exec))
+DT_STUB(mse_backward, (const T*, const T*, const T*, T*, T*, int64_t, Exec))
+DT_STUB(bce_logits_forward, (const T*, const T*, T*, int64_t, Exec))
+DT_STUB(bce_logits_backward, (const T*, const T*, const T*, T*, T*, int64_t, Exec))
+DT_STUB(sgd_step, (T*, const T*, T*, int64_t, T, T, T, T, bool, bool, Exec))
+DT_STUB(adam_step, (T*, const T*, T*, T*, int64_t, T, T, T, T, T, bool, int64_t, Exec))
+DT_STUB(philox_uniform, (T*, int64_t, uint64_t, uint64_t, T, T, Exec))
+DT_STUB(philox_normal, (T*, int64_t, uint64_t, uint64_t, T, T, Exec))
+#undef DT_STUB
+
+template <typename S, typename D>
+void convert(const S*, D*, int64_t, Exec) {
+  DT_UNAVAILABLE("cuda::convert");
+}
+
+#define DT_INSTANTIATE(T)                                                                                         \
+  template void fill<T>(T*, T, int64_t, Exec);                                                                    \
+  template void add<T>(const T*, const T*, T*, int64_t, Exec);                                                    \
+  template void sub<T>(const T*, const T*, T*, int64_t, Exec);                                                    \
+  template void mul<T>(const T*, const T*, T*, int64_t, Exec);                                                    \
+  template void div<T>(const T*, const T*, T*, int64_t, Exec);                                                    \
+  template void affine<T>(const T*, T*, T, T, int64_t, Exec);                                                     \
+  template void axpby<T>(const T*, T*, T, T, int64_t, Exec);                                                      \
+  template void scale_by<T>(const T*, const T*, T*, int64_t, Exec);                                               \
+  template void sigmoid_forward<T>(const T*, T*, int64_t, Exec);                                                  \
+  template void sigmoid_backward<T>(const T*, const T*, T*, int64_t, Exec);                                       \
+  template void tanh_forward<T>(const T*, T*, int64_t, Exec);                                                     \
+  template void tanh_backward<T>(const T*, const T*, T*, int64_t, Exec);                                          \
+  template void relu_forward<T>(const T*, T*, int64_t, Exec);                                                     \
+  template void relu_backward<T>(const T*, const T*, T*, int64_t, Exec);                                          \
+  template void leaky_relu_forward<T>(const T*, T*, T, int64_t, Exec);                                            \
+  template void leaky_relu_backward<T>(const T*, const T*, T*, T, int64_t, Exec);                                 \
+  template void step_forward<T>(const T*, T*, int64_t, Exec);                                                     \
+  template void bias_add<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, Exec);                             \
+  template void bias_grad<T>(const T*, T*, int64_t, int64_t, int64_t, Exec);                                      \
+  template void sum_all<T>(const T*, T*, int64_t, Exec);                                                          \
+  template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*,   \
+                        int64_t, Exec);                                                                           \
+  template void softmax_xent_forward<T>(const T*, const int64_t*, T*, T*, int64_t, int64_t, Exec);                \
+  template void softmax_xent_backward<T>(const T*, const int64_t*, const T*, T*, int64_t, int64_t, Exec);         \
+  template void mse_forward<T>(const T*, const T*, T*, int64_t, Exec);                                            \
+  template void mse_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, Exec);                             \
+  template void bce_logits_forward<T>(const T*, const T*, T*, int64_t, Exec);                                     \
+  template void bce_logits_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, Exec);                      \
+  template void sgd_step<T>(T*, const T*, T*, int64_t, T, T, T, T, bool, bool, Exec);                             \
+  template void adam_step<T>(T*, const T*, T*, T*, int64_t, T, T, T, T, T, bool, int64_t, Exec);                  \
+  template void philox_uniform<T>(T*, int64_t, uint64_t, uint64_t, T, T, Exec);                                   \
+  template void philox_normal<T>(T*, int64_t, uint64_t, uint64_t, T, T, Exec);
+DT_INSTANTIATE(float)
+DT_INSTANTIATE(double)
+#undef DT_INSTANTIATE
+
+#define DT_INSTANTIATE_CONVERT(S, D) template void convert<S, D>(const S*, D*, int64_t, Exec);
+DT_CONVERT_PAIRS(DT_INSTANTIATE_CONVERT)
+#undef DT_INSTANTIATE_CONVERT
+#undef DT_UNAVAILABLE
+
+}  // namespace dtrain::ops::cuda

@@ -1,0 +1,97 @@
+#pragma once
+// One table of every differentiable function and its inputs, shared by the gradient
+// checks (f64, CPU) and the device agreement tests (f32 on each device against the f64
+// CPU reference), so an op added here is checked both ways.
+#include <cmath>
+#include <functional>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "core/functional.h"
+#include "core/rng.h"
+
+namespace dtrain::testing {
+
+enum class InputKind { Normal, Positive, Unit, Labels };
+
+struct InputSpec {
+  Shape shape;
+  InputKind kind = InputKind::Normal;
+  int64_t classes = 0;  // for Labels
+};
+
+struct OpCase {
+  std::string name;
+  std::vector<InputSpec> inputs;
+  std::function<Tensor(const std::vector<Tensor>&)> f;
+  bool differentiable = true;
+  std::optional<double> kink;
+};
+
+inline bool is_differentiable_input(const InputSpec& s) { return s.kind != InputKind::Labels; }
+
+// Inputs for a case: floating inputs in `dtype` on `device`, made in f64 on the CPU from
+// `seed` so every dtype/device sees the same values.
+inline std::vector<Tensor> make_inputs(const OpCase& c, DType dtype, Device device, uint64_t seed) {
+  Generator gen(seed);
+  std::vector<Tensor> out;
+  for (const InputSpec& s : c.inputs) {
+    if (s.kind == InputKind::Labels) {
+      std::vector<int64_t> labels(static_cast<size_t>(shape_numel(s.shape)));
+      for (auto& l : labels) l = static_cast<int64_t>(gen.next_below(static_cast<uint64_t>(s.classes)));
+      out.push_back(Tensor::from_vector(labels, s.shape).to(device));
+      continue;
+    }
+    Tensor t = Tensor::empty(s.shape, DType::F64);
+    if (s.kind == InputKind::Normal) gen.normal_(t);
+    if (s.kind == InputKind::Positive) gen.uniform_(t, 0.5, 2.0);
+    if (s.kind == InputKind::Unit) gen.uniform_(t, 0.0, 1.0);
+    out.push_back(t.to(dtype).to(device));
+  }
+  return out;
+}
+
+inline const std::vector<OpCase>& op_cases() {
+  using V = const std::vector<Tensor>&;
+  static const std::vector<OpCase> cases = {
+      {"add", {{{3, 4}}, {{3, 4}}}, [](V x) { return fn::add(x[0], x[1]); }},
+      {"sub", {{{3, 4}}, {{3, 4}}}, [](V x) { return fn::sub(x[0], x[1]); }},
+      {"mul", {{{3, 4}}, {{3, 4}}}, [](V x) { return fn::mul(x[0], x[1]); }},
+      {"div", {{{3, 4}}, {{3, 4}, InputKind::Positive}}, [](V x) { return fn::div(x[0], x[1]); }},
+      {"affine", {{{5}}}, [](V x) { return fn::affine(x[0], -1.5, 0.25); }},
+      {"mul_scalar_tensor", {{{2, 3}}, {{1}}}, [](V x) { return fn::mul_scalar_tensor(x[0], x[1]); }},
+      {"matmul_nn", {{{3, 4}}, {{4, 5}}}, [](V x) { return fn::matmul(x[0], x[1]); }},
+      {"matmul_tn", {{{4, 3}}, {{4, 5}}}, [](V x) { return fn::matmul(x[0], x[1], true, false); }},
+      {"matmul_nt", {{{3, 4}}, {{5, 4}}}, [](V x) { return fn::matmul(x[0], x[1], false, true); }},
+      {"matmul_tt", {{{4, 3}}, {{5, 4}}}, [](V x) { return fn::matmul(x[0], x[1], true, true); }},
+      {"linear", {{{6, 4}}, {{3, 4}}, {{3}}}, [](V x) { return fn::linear(x[0], x[1], x[2]); }},
+      {"bias_add_2d", {{{4, 3}}, {{3}}}, [](V x) { return fn::bias_add(x[0], x[1]); }},
+      {"bias_add_4d", {{{2, 3, 2, 2}}, {{3}}}, [](V x) { return fn::bias_add(x[0], x[1]); }},
+      {"sigmoid", {{{4, 5}}}, [](V x) { return fn::sigmoid(x[0]); }},
+      {"tanh", {{{4, 5}}}, [](V x) { return fn::tanh(x[0]); }},
+      {"relu", {{{4, 5}}}, [](V x) { return fn::relu(x[0]); }, true, 0.0},
+      {"leaky_relu", {{{4, 5}}}, [](V x) { return fn::leaky_relu(x[0], 0.2); }, true, 0.0},
+      {"step", {{{4, 5}}}, [](V x) { return fn::step(x[0]); }, false},
+      {"sum", {{{3, 7}}}, [](V x) { return fn::sum(x[0]); }},
+      {"mean", {{{3, 7}}}, [](V x) { return fn::mean(x[0]); }},
+      {"reshape", {{{2, 6}}}, [](V x) { return fn::mul(fn::reshape(x[0], {3, -1}), fn::reshape(x[0], {3, 4})); }},
+      {"softmax_cross_entropy", {{{5, 4}}, {{5}, InputKind::Labels, 4}},
+       [](V x) { return fn::softmax_cross_entropy(x[0], x[1]); }},
+      {"mse_loss", {{{3, 4}}, {{3, 4}}}, [](V x) { return fn::mse_loss(x[0], x[1]); }},
+      {"bce_with_logits", {{{3, 4}}, {{3, 4}, InputKind::Unit}},
+       [](V x) { return fn::bce_with_logits(fn::affine(x[0], 3.0), x[1]); }},
+  };
+  return cases;
+}
+
+}  // namespace dtrain::testing
+
+namespace dtrain::testing {
+// Readable parameter names in test output.
+inline void PrintTo(const OpCase& c, std::ostream* os) { *os << c.name; }
+}  // namespace dtrain::testing
+namespace dtrain {
+inline void PrintTo(DeviceKind k, std::ostream* os) { *os << (k == DeviceKind::CPU ? "cpu" : "cuda"); }
+}  // namespace dtrain
