@@ -42,7 +42,8 @@ __global__ void bias_add_kernel(const T* x, const T* b, T* out, int64_t total, i
 // Block per channel (strided when channels > gridDim.x); thread t sums elements
 // t, t + blockDim, ... of the channel's outer * inner values in double.
 template <typename T>
-__global__ void __launch_bounds__(kBiasGradThreads) bias_grad_kernel(const T* gy, T* gb, int64_t outer, int64_t channels, int64_t inner) {
+__global__ void __launch_bounds__(kBiasGradThreads)
+    bias_grad_kernel(const T* gy, T* gb, int64_t outer, int64_t channels, int64_t inner) {
   const int64_t count = outer * inner;
   for (int64_t c = blockIdx.x; c < channels; c += gridDim.x) {
     double acc = 0.0;

@@ -28,7 +28,8 @@ __device__ inline double quiet_nan() { return __longlong_as_double(0x7ff80000000
 
 // out[0] = sum of x; <<<1, kReduceThreads>>>.
 template <typename T>
-__global__ void __launch_bounds__(kReduceThreads) sum_all_kernel(const T* x, T* out, int64_t n) {
+__global__ void __launch_bounds__(kReduceThreads)
+    sum_all_kernel(const T* x, T* out, int64_t n) {
   double acc = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += kReduceThreads) acc += static_cast<double>(x[i]);
   const double total = block_sum<kReduceThreads>(acc);
@@ -40,8 +41,9 @@ __global__ void __launch_bounds__(kReduceThreads) sum_all_kernel(const T* x, T* 
 // all lanes agree on the row's max and sum. Lane 0 of each warp adds its rows' losses in
 // row order; block_sum then combines the warps in a fixed tree.
 template <typename T>
-__global__ void __launch_bounds__(kReduceThreads) softmax_xent_forward_kernel(const T* logits, const int64_t* labels, T* probs, T* loss, int64_t rows,
-                                            int64_t classes) {
+__global__ void __launch_bounds__(kReduceThreads)
+    softmax_xent_forward_kernel(const T* logits, const int64_t* labels, T* probs, T* loss, int64_t rows,
+                                int64_t classes) {
   const int lane = static_cast<int>(threadIdx.x) % kWarp;
   const int warp = static_cast<int>(threadIdx.x) / kWarp;
   constexpr int kWarps = kReduceThreads / kWarp;
@@ -85,7 +87,8 @@ __global__ void softmax_xent_backward_kernel(const T* probs, const int64_t* labe
 
 // loss[0] = mean (a - b)^2; <<<1, kReduceThreads>>>.
 template <typename T>
-__global__ void __launch_bounds__(kReduceThreads) mse_forward_kernel(const T* a, const T* b, T* loss, int64_t n) {
+__global__ void __launch_bounds__(kReduceThreads)
+    mse_forward_kernel(const T* a, const T* b, T* loss, int64_t n) {
   double acc = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += kReduceThreads) {
     const double d = static_cast<double>(a[i]) - static_cast<double>(b[i]);
@@ -108,7 +111,8 @@ __global__ void mse_backward_kernel(const T* a, const T* b, const T* g, T* ga, T
 
 // loss[0] = mean max(x, 0) - x y + log1p(exp(-|x|)); <<<1, kReduceThreads>>>.
 template <typename T>
-__global__ void __launch_bounds__(kReduceThreads) bce_logits_forward_kernel(const T* x, const T* y, T* loss, int64_t n) {
+__global__ void __launch_bounds__(kReduceThreads)
+    bce_logits_forward_kernel(const T* x, const T* y, T* loss, int64_t n) {
   double acc = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += kReduceThreads) {
     const double xi = static_cast<double>(x[i]);
