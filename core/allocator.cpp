@@ -87,12 +87,12 @@ CachingAllocator& cuda_allocator(int device) {
   static std::mutex mu;
   static auto* pools = new std::map<int, std::unique_ptr<CachingAllocator>>();
   std::lock_guard<std::mutex> lock(mu);
+  auto found = pools->find(device);
+  if (found != pools->end()) return *found->second;
+  cuda::check_device(device);  // throws before anything is cached for a bad ordinal
   auto& slot = (*pools)[device];
-  if (!slot) {
-    cuda::check_device(device);
-    slot = std::make_unique<CachingAllocator>([device](size_t n) { return cuda::raw_malloc(n, device); },
-                                              [device](void* p) { cuda::raw_free(p, device); });
-  }
+  slot = std::make_unique<CachingAllocator>([device](size_t n) { return cuda::raw_malloc(n, device); },
+                                            [device](void* p) { cuda::raw_free(p, device); });
   return *slot;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 // Device: where a tensor's storage lives.
+#include <ostream>
 #include <string>
 
 namespace dtrain {
@@ -17,5 +18,8 @@ struct Device {
   bool operator==(const Device&) const = default;
   std::string str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
 };
+
+inline std::ostream& operator<<(std::ostream& os, DeviceKind k) { return os << (k == DeviceKind::CPU ? "cpu" : "cuda"); }
+inline std::ostream& operator<<(std::ostream& os, const Device& d) { return os << d.str(); }
 
 }  // namespace dtrain

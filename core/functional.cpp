@@ -193,7 +193,7 @@ Tensor bias_add(const Tensor& x, const Tensor& b) {
   check_pair("bias_add", x, b);
   DT_CHECK(x.ndim() >= 2, "bias_add: expected x of shape (N, C, ...), got ", x.str());
   int64_t outer = x.size(0), channels = x.size(1);
-  int64_t inner = outer * channels ? x.numel() / (outer * channels) : 0;
+  int64_t inner = (outer * channels != 0) ? x.numel() / (outer * channels) : 0;
   DT_CHECK(b.numel() == channels, "bias_add: bias ", b.str(), " does not have C = ", channels, " elements for x ",
            x.str());
   Tensor out = empty_like(x);

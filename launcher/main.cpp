@@ -72,7 +72,10 @@ int main(int argc, char** argv) {
     }
     DT_THROW(dtrain::ConfigError, "dtrain: unknown command '", cmd, "'; run 'dtrain --help' for the commands");
   } catch (const dtrain::ConfigError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    // A usage error is the user's to fix: the source location would only be noise.
+    std::string msg = e.what();
+    if (auto at = msg.rfind(" ["); at != std::string::npos && msg.back() == ']') msg.resize(at);
+    std::fprintf(stderr, "error: %s\n", msg.c_str());
     return 2;
   } catch (const dtrain::NotBuiltError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -13,6 +13,7 @@ double ConstantLr::lr_at(int64_t) const { return lr_; }
 std::string ConstantLr::describe() const { return detail::concat("constant(lr=", lr_, ")"); }
 
 StepLr::StepLr(double lr, int64_t step_size, double gamma) : lr_(lr), step_size_(step_size), gamma_(gamma) {
+  DT_CHECK(lr >= 0, "StepLr: lr must be >= 0, got ", lr);
   DT_CHECK(step_size > 0, "StepLr: step_size must be positive, got ", step_size);
   DT_CHECK(gamma > 0, "StepLr: gamma must be positive, got ", gamma);
 }

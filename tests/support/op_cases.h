@@ -27,7 +27,7 @@ struct OpCase {
   std::vector<InputSpec> inputs;
   std::function<Tensor(const std::vector<Tensor>&)> f;
   bool differentiable = true;
-  std::optional<double> kink;
+  std::optional<double> kink = std::nullopt;
 };
 
 inline bool is_differentiable_input(const InputSpec& s) { return s.kind != InputKind::Labels; }
@@ -92,6 +92,3 @@ namespace dtrain::testing {
 // Readable parameter names in test output.
 inline void PrintTo(const OpCase& c, std::ostream* os) { *os << c.name; }
 }  // namespace dtrain::testing
-namespace dtrain {
-inline void PrintTo(DeviceKind k, std::ostream* os) { *os << (k == DeviceKind::CPU ? "cpu" : "cuda"); }
-}  // namespace dtrain

@@ -1,0 +1,130 @@
+#pragma once
+// A small wrapper over the HDF5 C API: the one way dtrain reads and writes checkpoints,
+// datasets and golden fixtures (DESIGN.md, "File formats").
+//
+// Tensors are stored as datasets of the native HDF5 type of their dtype (f32, f64, i32,
+// i64, u8), with their shape (a scalar dataspace for 0-dim tensors). bf16 has no HDF5
+// type: it is stored as uint16 with the attribute dtype="bf16", so h5py users see the raw
+// bits and dtrain reads a BF16 tensor back. Files written here open in h5py and h5dump.
+//
+// Errors: every HDF5 call goes through H5_CHECK, which throws IoError naming the file, the
+// object, the innermost message of HDF5's error stack and what to do. HDF5's own printing
+// of its error stack to stderr is switched off (per thread: the Debian build is
+// thread-safe, where that setting is thread-local).
+//
+// Thread safety: one H5File must not be used by two threads at once; distinct files may
+// be used from distinct threads (the library serializes calls internally).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/tensor.h"
+
+namespace dtrain::io {
+
+class H5File {
+ public:
+  // Opening a missing file, a file that is not HDF5, or a damaged (e.g. truncated) one
+  // throws IoError saying which.
+  static H5File open_read(const std::string& path);
+  static H5File open_readwrite(const std::string& path);
+  // Creates the file, truncating an existing one.
+  static H5File create(const std::string& path);
+
+  H5File(H5File&& other) noexcept;
+  H5File& operator=(H5File&& other) noexcept;
+  H5File(const H5File&) = delete;
+  H5File& operator=(const H5File&) = delete;
+  ~H5File();  // closes quietly; call close() to see errors
+
+  const std::string& path() const { return path_; }
+  bool is_open() const { return id_ >= 0; }
+  // Flushes and closes; throws IoError on failure. Further use throws.
+  void close();
+  void flush();
+
+  // ---- tensors ----
+  // Writes `t` (copied to the host first when on CUDA) as the dataset `dataset`, e.g.
+  // "/model/features.0.weight", creating missing groups on the way. An existing dataset
+  // of that name is replaced.
+  void write(const std::string& dataset, const Tensor& t);
+  // The dataset as a CPU tensor of the stored dtype.
+  Tensor read(const std::string& dataset) const;
+  // As read(), but throws IoError when the stored dtype is not `expected` (no silent
+  // conversions: a checkpoint of the wrong precision is an error worth seeing).
+  Tensor read_as(const std::string& dataset, DType expected) const;
+  // Rows [start, start + count) along dim 0 of the dataset, read without loading the rest
+  // (what a rank needs of its shard). The dataset must have at least one dimension.
+  Tensor read_rows(const std::string& dataset, int64_t start, int64_t count) const;
+  Shape shape_of(const std::string& dataset) const;
+  DType dtype_of(const std::string& dataset) const;
+
+  // ---- structure ----
+  // True when a group or dataset exists at `path` ("/" always exists).
+  bool has(const std::string& path) const;
+  // Names of the children of a group, in name order (as h5py and h5dump list them).
+  std::vector<std::string> list(const std::string& group = "/") const;
+
+  // ---- attributes ----
+  // On the object at `object` ("/" for the file root, or a group or dataset path).
+  // Setting replaces an existing attribute of that name. Getting checks the stored kind:
+  // int64_t needs an integer attribute, double a floating one, strings a string one.
+  void set_attribute(const std::string& object, const std::string& name, const std::string& value);
+  void set_attribute(const std::string& object, const std::string& name, const char* value) {
+    set_attribute(object, name, std::string(value));
+  }
+  void set_attribute(const std::string& object, const std::string& name, int64_t value);
+  void set_attribute(const std::string& object, const std::string& name, int value) {
+    set_attribute(object, name, static_cast<int64_t>(value));
+  }
+  void set_attribute(const std::string& object, const std::string& name, double value);
+  void set_attribute(const std::string& object, const std::string& name, const std::vector<double>& value);
+  void set_attribute(const std::string& object, const std::string& name,
+                     const std::vector<std::string>& value);
+  bool has_attribute(const std::string& object, const std::string& name) const;
+  // T is one of std::string, int64_t, double, std::vector<double>, std::vector<std::string>.
+  template <typename T>
+  T get_attribute(const std::string& object, const std::string& name) const;
+
+ private:
+  H5File(std::string path, int64_t id) : path_(std::move(path)), id_(id) {}
+  static H5File open(const std::string& path, bool writable);
+  int64_t file_id() const;  // throws when closed
+  void require_object(const std::string& object, const char* kind) const;
+
+  std::string path_;
+  int64_t id_ = -1;  // hid_t of the open file, -1 when closed
+};
+
+extern template std::string H5File::get_attribute<std::string>(const std::string&, const std::string&) const;
+extern template int64_t H5File::get_attribute<int64_t>(const std::string&, const std::string&) const;
+extern template double H5File::get_attribute<double>(const std::string&, const std::string&) const;
+extern template std::vector<double> H5File::get_attribute<std::vector<double>>(const std::string&,
+                                                                               const std::string&) const;
+extern template std::vector<std::string> H5File::get_attribute<std::vector<std::string>>(
+    const std::string&, const std::string&) const;
+
+namespace detail {
+// The innermost message on the calling thread's HDF5 error stack ("" when empty).
+std::string h5_error_message();
+
+template <typename R, typename... Args>
+R h5_check(R result, const char* expr, const char* file, int line, const Args&... what) {
+  if (result < 0) {
+    std::string hdf5 = h5_error_message();
+    ::dtrain::detail::throw_at<IoError>(file, line, what...,
+                                        hdf5.empty() ? "" : " (HDF5: ", hdf5, hdf5.empty() ? "" : ")",
+                                        " [", expr, "]");
+  }
+  return result;
+}
+}  // namespace detail
+
+}  // namespace dtrain::io
+
+// H5_CHECK(call, message parts...): evaluates an HDF5 C API call and returns its result;
+// a negative result (HDF5's failure value for hid_t, herr_t and htri_t) throws IoError with
+// the message parts (which name the file and object and say what to do), the innermost
+// HDF5 error message, the call and the source location.
+#define H5_CHECK(expr, ...) ::dtrain::io::detail::h5_check((expr), #expr, __FILE__, __LINE__, __VA_ARGS__)
