@@ -45,7 +45,7 @@ void* CachingAllocator::allocate(size_t bytes) {
       stats_.bytes_cached = 0;
       ptr = raw_alloc_(size);
       if (!ptr) {
-        DT_THROW(DeviceError, "out of device memory allocating ", size, " bytes (", stats_.bytes_in_use,
+        DT_THROW(DeviceError, "out of memory allocating ", size, " bytes (", stats_.bytes_in_use,
                  " bytes in use by tensors); reduce the batch size or the model");
       }
     }
@@ -96,15 +96,21 @@ CachingAllocator& cuda_allocator(int device) {
   return *slot;
 }
 
-void* cpu_allocate(size_t bytes) {
-  constexpr size_t kAlign = 64;
-  size_t size = (bytes + kAlign - 1) / kAlign * kAlign;
-  if (size == 0) size = kAlign;
-  void* p = std::aligned_alloc(kAlign, size);
-  if (!p) DT_THROW(Error, "out of host memory allocating ", bytes, " bytes");
-  return p;
+namespace {
+CachingAllocator& cpu_pool() {
+  // Host blocks above glibc's mmap threshold would otherwise be mapped and unmapped (and
+  // page-faulted anew) on every step; caching them keeps a step's allocations free.
+  // Leaked deliberately, like the CUDA pools: tensors may outlive static destruction.
+  static auto* pool = new CachingAllocator(
+      [](size_t n) -> void* { return std::aligned_alloc(64, (n + 63) / 64 * 64); }, [](void* p) { std::free(p); });
+  return *pool;
 }
+}  // namespace
 
-void cpu_deallocate(void* ptr) { std::free(ptr); }
+CachingAllocator& cpu_allocator() { return cpu_pool(); }
+
+void* cpu_allocate(size_t bytes) { return cpu_pool().allocate(bytes); }
+
+void cpu_deallocate(void* ptr) { cpu_pool().deallocate(ptr); }
 
 }  // namespace dtrain

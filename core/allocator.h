@@ -1,10 +1,11 @@
 #pragma once
 // Memory for tensor storage.
 //
-// CPU: 64-byte aligned heap blocks. CUDA: a caching allocator, because cudaMalloc and
-// cudaFree synchronize the device and cost tens of microseconds; a training step frees
-// and re-allocates the same activation sizes every iteration, so freed blocks are kept
-// in size-binned free lists and handed out again.
+// Both devices use a size-binned caching allocator: a training step frees and
+// re-allocates the same activation sizes every iteration, so freed blocks are kept in
+// free lists and handed out again. On CUDA this avoids cudaMalloc/cudaFree, which
+// synchronize the device; on the CPU it avoids mmap/munmap and page faults for blocks
+// above glibc's mmap threshold.
 //
 // Note [Caching allocator and streams]: a cached block is reused by the next request of
 // its size class regardless of stream. This is safe while every kernel that touches
@@ -63,6 +64,9 @@ class CachingAllocator {
 // The process-wide caching allocator of one CUDA device (created on first use).
 CachingAllocator& cuda_allocator(int device);
 
+// Host memory for CPU tensors: 64-byte aligned blocks from a caching pool (the same
+// size classes as on the GPU).
+CachingAllocator& cpu_allocator();
 void* cpu_allocate(size_t bytes);
 void cpu_deallocate(void* ptr);
 
