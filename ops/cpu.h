@@ -4,6 +4,7 @@
 
 #include "ops/bf16.h"
 #include "ops/exec.h"
+#include "ops/geometry.h"
 
 namespace dtrain::ops::cpu {
 #include "ops/kernels.inc"

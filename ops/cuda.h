@@ -5,6 +5,7 @@
 
 #include "ops/bf16.h"
 #include "ops/exec.h"
+#include "ops/geometry.h"
 
 namespace dtrain::ops::cuda {
 #include "ops/kernels.inc"

@@ -12,7 +12,8 @@ packages=(
   libhdf5-dev hdf5-tools
   libboost-dev libboost-system-dev
   libgtest-dev libgmock-dev
-  libopenblas-dev
+  libopenblas-dev libdnnl-dev libpng-dev zlib1g-dev
+  dataset-fashion-mnist dict-freedict-eng-deu
   python3-torch python3-h5py python3-numpy
 )
 
