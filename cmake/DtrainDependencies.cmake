@@ -2,7 +2,7 @@
 # CMake config of their own (cuDNN, NCCL).
 #
 # Required always: MPI (C), HDF5 (C), Boost (headers, for Asio), Threads, a CPU BLAS
-# (OpenBLAS preferred), GoogleTest when tests are built.
+# (OpenBLAS preferred), oneDNN, OpenMP, libpng, GoogleTest when tests are built.
 # Optional: the CUDA toolkit (cudart, cuBLAS, cuDNN, NCCL). DTRAIN_HAVE_CUDA says whether
 # the CUDA backend is built.
 
@@ -20,6 +20,20 @@ endif()
 find_path(CBLAS_INCLUDE_DIR cblas.h
   PATHS /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas /usr/include
   REQUIRED)
+
+# oneDNN (Debian's libdnnl-dev, OpenMP runtime): the fast f32 CPU convolution path.
+# Found by hand: Debian's dnnl CMake config insists on OpenCL headers for its GPU
+# runtime, which dtrain does not use.
+find_library(DNNL_LIBRARY dnnl REQUIRED)
+find_path(DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.hpp REQUIRED)
+add_library(dtrain_dnnl INTERFACE)
+target_include_directories(dtrain_dnnl SYSTEM INTERFACE ${DNNL_INCLUDE_DIR})
+target_link_libraries(dtrain_dnnl INTERFACE ${DNNL_LIBRARY})
+# OpenMP: threads for the CPU kernels (the same runtime oneDNN uses); OMP_NUM_THREADS
+# sets the count, as for PyTorch.
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+# libpng: image files for demos and sample grids.
+find_package(PNG REQUIRED)
 
 # HDF5 as one target.
 add_library(dtrain_hdf5 INTERFACE)
