@@ -14,7 +14,7 @@ packages=(
   libgtest-dev libgmock-dev
   libopenblas-dev libdnnl-dev libpng-dev zlib1g-dev
   dataset-fashion-mnist dict-freedict-eng-deu
-  python3-torch python3-h5py python3-numpy
+  python3-torch python3-torchvision python3-h5py python3-numpy
 )
 
 missing=()
