@@ -19,15 +19,12 @@
 #include "core/optim/optimizer.h"
 #include "core/runtime.h"
 #include "tests/support/compare.h"
-
-#ifndef DTRAIN_FIXTURE_DIR
-#error "DTRAIN_FIXTURE_DIR must be defined by the build (tests/CMakeLists.txt)"
-#endif
+#include "tests/support/paths.h"
 
 namespace dtrain::testing {
 namespace {
 
-constexpr const char* kFixture = DTRAIN_FIXTURE_DIR "/golden_mlp.h5";
+const std::string kFixture = fixture_path("golden_mlp.h5");
 constexpr int64_t kFormatVersion = 1;
 constexpr int kSteps = 5;
 

@@ -9,6 +9,8 @@
 #include <sstream>
 #include <string>
 
+#include "tests/support/paths.h"
+
 namespace {
 
 struct CliRun {
@@ -17,7 +19,7 @@ struct CliRun {
 };
 
 CliRun dtrain(const std::string& args) {
-  std::string cmd = std::string(DTRAIN_BIN) + " " + args + " 2>&1";
+  std::string cmd = dtrain::testing::dtrain_bin() + " " + args + " 2>&1";
   FILE* pipe = popen(cmd.c_str(), "r");
   if (!pipe) return {-1, "popen failed"};
   std::string out;
