@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds dtrain for a Hopper GPU machine (Release, sm_90) into build-gpu/ and packs the
+# program, the benchmarks and the test suite with their shared libraries into
+# gpu-bundle/ (both git-ignored), for a machine that has CUDA but no MPI, HDF5 or Boost.
+#
+#   bash scripts/gpu/make-bundle.sh [BUNDLE_TOOL]
+#
+# BUNDLE_TOOL defaults to ../shared/gpu/bundle.sh beside the checkout. On the GPU machine:
+#   bash scripts/gpu/device-check.sh
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+tool="${1:-$root/../shared/gpu/bundle.sh}"
+[ -x "$tool" ] || [ -f "$tool" ] || { echo "make-bundle: bundle tool $tool not found" >&2; exit 1; }
+command -v patchelf >/dev/null || apt-get install -y -q patchelf
+DTRAIN_BUILD_DIR="$root/build-gpu" CUDA_ARCHS=90 BUILD_TYPE=Release bash "$root/scripts/build.sh"
+rm -rf "$root/gpu-bundle"
+benches=$(find "$root/build-gpu/benchmarks" -maxdepth 1 -type f -executable -name 'bench_*')
+bash "$tool" "$root/gpu-bundle" "$root/build-gpu/launcher/dtrain" $benches --tests "$root/build-gpu" --strip
+du -sh "$root/gpu-bundle"
