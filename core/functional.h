@@ -7,6 +7,10 @@
 // All inputs of one call must share device and dtype (labels are i64).
 #include "core/tensor.h"
 
+namespace dtrain {
+class Generator;  // core/rng.h
+}
+
 namespace dtrain::fn {
 
 // ---- elementwise (same shapes) ----
@@ -53,6 +57,48 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels);
 Tensor mse_loss(const Tensor& prediction, const Tensor& target);
 // Numerically stable binary cross-entropy on logits; targets in [0, 1].
 Tensor bce_with_logits(const Tensor& logits, const Tensor& targets);
+
+// ---- convolution stack (NCHW; core/functional_conv.cpp) ----
+// A (height, width) pair; an integer means the same value for both, as in PyTorch.
+struct Size2 {
+  int64_t h = 0, w = 0;
+  Size2(int64_t both = 0) : h(both), w(both) {}  // NOLINT: implicit, so `1` reads as {1, 1}
+  Size2(int64_t h_, int64_t w_) : h(h_), w(w_) {}
+  bool operator==(const Size2&) const = default;
+};
+
+// x (N, C_in, H, W) (*) w (C_out, C_in, KH, KW) + b (C_out, may be undefined), as
+// torch.nn.functional.conv2d (cross-correlation, dilation 1, one group).
+// y: (N, C_out, (H + 2 pad_h - KH) / stride_h + 1, likewise W).
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Size2 stride = 1, Size2 padding = 0);
+// The transposed convolution (the gradient of conv2d w.r.t. its input), as
+// torch.nn.functional.conv_transpose2d: x (N, C_in, H, W), w (C_in, C_out, KH, KW),
+// b (C_out) or undefined; y: (N, C_out, (H - 1) stride - 2 pad + KH + output_padding, ...).
+// output_padding must be smaller than stride.
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, Size2 stride = 1, Size2 padding = 0,
+                        Size2 output_padding = 0);
+// Pooling over (kernel) windows moved by stride; padding at most half the kernel. Max
+// pooling treats padding as -inf and routes the gradient to the (first) maximum; average
+// pooling counts padding as zeros in the divisor KH * KW (PyTorch's defaults).
+Tensor max_pool2d(const Tensor& x, Size2 kernel, Size2 stride, Size2 padding = 0);
+Tensor avg_pool2d(const Tensor& x, Size2 kernel, Size2 stride, Size2 padding = 0);
+// Average pooling to a fixed (out_h, out_w) grid (torch's adaptive_avg_pool2d).
+Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w);
+// Batch normalization of x (N, C, H, W) per channel; gamma, beta, running_mean and
+// running_var are (C). Training: normalizes with the batch statistics and updates the
+// running statistics in place (momentum, unbiased variance), as torch does. Evaluation:
+// normalizes with the running statistics (not updated). Differentiable in x, gamma,
+// beta in both modes; the running statistics are buffers and receive no gradient.
+// gamma/beta may be undefined (no affine transform); running stats may be undefined in
+// training only.
+Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                    const Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+// Inverted dropout: in training each element is zeroed with probability p and the rest
+// scaled by 1 / (1 - p), with the mask drawn from `gen` (which advances); identity
+// (the same tensor) when !training or p == 0.
+Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
+// (N, d1, d2, ...) -> (N, d1 * d2 * ...), as torch.flatten(x, 1).
+Tensor flatten(const Tensor& x);
 
 }  // namespace dtrain::fn
 

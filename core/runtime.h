@@ -48,10 +48,10 @@ void event_synchronize(void* event);
 bool event_query(void* event);
 float event_elapsed_ms(void* start, void* end);
 
-// The calling thread's compute stream and cuBLAS handle for `device`, created on first
-// use and owned by the thread (so threads-as-ranks tests each get their own). Kernels
-// launched by core/ for tensors on `device` run here unless a StreamGuard (core/stream.h)
-// selects another stream.
+// The calling thread's compute stream, cuBLAS and cuDNN handles (bound to the current
+// stream) and scratch memory for `device`, created on first use and owned by the thread
+// (so threads-as-ranks tests each get their own). Kernels launched by core/ for tensors
+// on `device` run here unless a StreamGuard (core/stream.h) selects another stream.
 ops::Exec thread_exec(int device);
 void set_thread_stream(int device, void* stream);
 void* thread_stream(int device);

@@ -1,5 +1,6 @@
 #include "launcher/demos.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -7,6 +8,7 @@
 
 #include "core/autograd.h"
 #include "core/functional.h"
+#include "core/io/image.h"
 #include "core/nn/layers.h"
 #include "core/optim/optimizer.h"
 #include "core/runtime.h"
@@ -165,6 +167,47 @@ int demo_line(const cli::ArgParser& args) {
   return converged ? 0 : 1;
 }
 
+// ---- sobel ----------------------------------------------------------------------------
+// The lecture's convolution example: edge detection with the Sobel kernels
+// Gx = [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]] and Gy = Gx^T as the two output channels of
+// one conv2d (padding 1, so the edges keep the image's size), then the gradient
+// magnitude sqrt(gx^2 + gy^2) scaled so that its maximum is 255.
+int demo_sobel(const cli::ArgParser& args) {
+  Device device = parse_device(args.get("device"));
+  io::Image image = io::to_grayscale(io::read_image(args.get("image")));
+  Tensor x = io::image_to_tensor(image).to(device);  // (1, 1, H, W), values 0..255
+  Tensor w = Tensor::from_vector<float>({-1, 0, 1, -2, 0, 2, -1, 0, 1,     // Gx
+                                         -1, -2, -1, 0, 0, 0, 1, 2, 1},    // Gy = Gx^T
+                                        {2, 1, 3, 3})
+                 .to(device);
+  Tensor g = fn::conv2d(x, w, Tensor(), 1, 1);  // (1, 2, H, W)
+  std::vector<float> gv = g.to(Device::cpu()).to_vector<float>();
+  int64_t hw = image.height * image.width;
+  std::vector<double> magnitude(static_cast<size_t>(hw));
+  double max_mag = 0;
+  for (int64_t i = 0; i < hw; ++i) {
+    double gx = gv[static_cast<size_t>(i)], gy = gv[static_cast<size_t>(hw + i)];
+    magnitude[static_cast<size_t>(i)] = std::sqrt(gx * gx + gy * gy);
+    max_mag = std::max(max_mag, magnitude[static_cast<size_t>(i)]);
+  }
+  io::Image out;
+  out.height = image.height;
+  out.width = image.width;
+  out.channels = 1;
+  out.pixels.resize(static_cast<size_t>(hw));
+  for (int64_t i = 0; i < hw; ++i) {
+    // A flat image has no edges: it stays black rather than dividing by zero.
+    double v = max_mag > 0 ? magnitude[static_cast<size_t>(i)] * 255.0 / max_mag : 0.0;
+    out.pixels[static_cast<size_t>(i)] = static_cast<uint8_t>(std::lround(v));
+  }
+  io::write_image(args.get("out"), out);
+  std::printf("Sobel edges of %s: %lld x %lld pixels (width x height), max gradient magnitude %.3f "
+              "(pixel values 0..255), scaled to 255 in %s\n",
+              args.get("image").c_str(), static_cast<long long>(image.width), static_cast<long long>(image.height),
+              max_mag, args.get("out").c_str());
+  return 0;
+}
+
 struct DemoSpec {
   const char* summary;
   std::function<void(cli::ArgParser&)> options;
@@ -191,6 +234,13 @@ const std::map<std::string, DemoSpec>& demos() {
           p.add_option("tol", "EPS", "stop when both mean gradients are below this", "1e-5");
         },
         demo_line}},
+      {"sobel",
+       {"Sobel edge detection of an image by conv2d (PNG, PGM or PPM in; PNG or PGM out)",
+        [](cli::ArgParser& p) {
+          p.add_positional("image", "the input image (.png, binary .pgm or .ppm; color becomes grayscale)");
+          p.add_positional("out", "where to write the edge magnitudes (.png or .pgm, chosen by extension)");
+        },
+        demo_sobel}},
   };
   return table;
 }
@@ -198,17 +248,21 @@ const std::map<std::string, DemoSpec>& demos() {
 }  // namespace
 
 int run(const std::vector<std::string>& args) {
-  std::string list;
-  for (const auto& [name, spec] : demos()) list += "  " + name + std::string(8 - name.size(), ' ') + spec.summary + "\n";
+  std::string list, names;
+  for (const auto& [name, spec] : demos()) {
+    list += "  " + name + std::string(8 - name.size(), ' ') + spec.summary + "\n";
+    if (!names.empty()) names += ", ";
+    names += name;
+  }
   if (args.empty() || args[0] == "-h" || args[0] == "--help") {
-    std::printf("usage: dtrain demo NAME [options]\n\nThe lecture's first networks. NAME is one of:\n%s\n"
+    std::printf("usage: dtrain demo NAME [options]\n\nThe lecture's demos. NAME is one of:\n%s\n"
                 "Run 'dtrain demo NAME --help' for a demo's options.\n", list.c_str());
-    if (args.empty()) DT_THROW(ConfigError, "dtrain demo: missing demo name; choose one of: and, line, xor");
+    if (args.empty()) DT_THROW(ConfigError, "dtrain demo: missing demo name; choose one of: ", names);
     return 0;
   }
   auto it = demos().find(args[0]);
   if (it == demos().end()) {
-    DT_THROW(ConfigError, "dtrain demo: unknown demo '", args[0], "'; choose one of: and, line, xor");
+    DT_THROW(ConfigError, "dtrain demo: unknown demo '", args[0], "'; choose one of: ", names);
   }
   cli::ArgParser parser("dtrain demo " + args[0], it->second.summary);
   parser.add_option("device", "DEV", "cpu, cuda or cuda:N", "cpu");

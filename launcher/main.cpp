@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
+#include "launcher/data.h"
 #include "launcher/demos.h"
 
 namespace {
@@ -20,7 +21,8 @@ constexpr const char* kUsage =
     "dtrain trains neural networks data-parallel across GPU nodes.\n"
     "\n"
     "commands:\n"
-    "  demo NAME   the lecture's first networks: and, xor, line\n"
+    "  data        convert public datasets to HDF5, make synthetic sets, inspect a file\n"
+    "  demo NAME   the lecture's first networks: and, xor, line, sobel\n"
     "  info        what this build contains and which devices it sees\n"
     "\n"
     "Run 'dtrain COMMAND --help' for a command's options.\n"
@@ -58,6 +60,7 @@ int main(int argc, char** argv) {
       std::printf("dtrain %s\n", DTRAIN_VERSION);
       return 0;
     }
+    if (cmd == "data") return dtrain::data_cli::run(rest);
     if (cmd == "demo") return dtrain::demos::run(rest);
     if (cmd == "info") {
       if (!rest.empty() && (rest[0] == "-h" || rest[0] == "--help")) {

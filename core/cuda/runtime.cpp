@@ -1,12 +1,16 @@
-// core/runtime.h implemented with the CUDA runtime API and cuBLAS.
+// core/runtime.h implemented with the CUDA runtime API, cuBLAS and cuDNN.
 #include "core/runtime.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <cudnn.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
+#include <vector>
 
+#include "core/allocator.h"
 #include "core/error.h"
 
 #define CUDA_CHECK(expr)                                                                       \
@@ -23,6 +27,14 @@
     cublasStatus_t st__ = (expr);                                                              \
     if (st__ != CUBLAS_STATUS_SUCCESS) {                                                       \
       DT_THROW(::dtrain::DeviceError, #expr, " failed with cuBLAS status ", static_cast<int>(st__)); \
+    }                                                                                          \
+  } while (0)
+
+#define CUDNN_CHECK(expr)                                                                      \
+  do {                                                                                         \
+    cudnnStatus_t st__ = (expr);                                                               \
+    if (st__ != CUDNN_STATUS_SUCCESS) {                                                        \
+      DT_THROW(::dtrain::DeviceError, #expr, " failed: ", cudnnGetErrorString(st__));          \
     }                                                                                          \
   } while (0)
 
@@ -156,18 +168,67 @@ float event_elapsed_ms(void* start, void* end) {
 }
 
 namespace {
-// Per-thread, per-device compute stream and cuBLAS handle. Owned by the thread and
-// released when it exits.
+// Per-thread, per-device compute stream, cuBLAS and cuDNN handles and scratch memory.
+// Owned by the thread and released when it exits.
+//
+// Scratch (ops::Exec::scratch) is one device block that grows to the largest request;
+// kernels use it for workspace (cuDNN) enqueued on the Exec's stream. Growing returns
+// the old block to the caching allocator, which is safe by stream order while every
+// user of the block ran on the thread's own compute stream (Note [Caching allocator and
+// streams] in core/allocator.h). Once an Exec for another stream (a StreamGuard) has
+// been handed out, work there may still read the old block, so from then on a replaced
+// block is retired instead (kept until the thread exits) and growth is geometric to
+// bound what is retired.
 struct ThreadDeviceResources {
   int device = 0;
   cudaStream_t own_stream = nullptr;
   cudaStream_t current = nullptr;
   cublasHandle_t blas = nullptr;
+  cudnnHandle_t dnn = nullptr;
+  void* scratch = nullptr;
+  size_t scratch_bytes = 0;
+  bool handed_out_other_stream = false;  // an Exec with current != own_stream existed
+  std::vector<void*> retired_scratch;
+
   ~ThreadDeviceResources() {
+    if (scratch || !retired_scratch.empty()) {
+      // Work still queued may use the blocks; let it finish before they can be reused
+      // by another thread. Errors are ignored: CUDA may be shutting down.
+      cudaStreamSynchronize(own_stream);
+      try {
+        CachingAllocator& pool = cuda_allocator(device);
+        pool.deallocate(scratch);
+        for (void* p : retired_scratch) pool.deallocate(p);
+      } catch (...) {
+      }
+    }
+    if (dnn) cudnnDestroy(dnn);
     if (blas) cublasDestroy(blas);
     if (own_stream) cudaStreamDestroy(own_stream);
   }
 };
+
+// ops::Exec::scratch_fn: a block of at least `bytes` on the owner's device.
+void* thread_scratch(void* owner, size_t bytes) {
+  auto& r = *static_cast<ThreadDeviceResources*>(owner);
+  bytes = std::max<size_t>(bytes, 1);
+  if (r.scratch && bytes <= r.scratch_bytes) return r.scratch;
+  CachingAllocator& pool = cuda_allocator(r.device);
+  size_t want = bytes;
+  if (r.scratch) {
+    if (r.handed_out_other_stream) {
+      want = std::max(bytes, 2 * r.scratch_bytes);
+      r.retired_scratch.push_back(r.scratch);
+    } else {
+      pool.deallocate(r.scratch);
+    }
+    r.scratch = nullptr;
+    r.scratch_bytes = 0;
+  }
+  r.scratch = pool.allocate(want);
+  r.scratch_bytes = want;
+  return r.scratch;
+}
 
 ThreadDeviceResources& resources(int device) {
   thread_local std::map<int, std::unique_ptr<ThreadDeviceResources>> per_device;
@@ -180,6 +241,7 @@ ThreadDeviceResources& resources(int device) {
     CUDA_CHECK(cudaStreamCreateWithFlags(&r->own_stream, cudaStreamNonBlocking));
     r->current = r->own_stream;
     CUBLAS_CHECK(cublasCreate(&r->blas));
+    CUDNN_CHECK(cudnnCreate(&r->dnn));
     slot = std::move(r);
   }
   return *slot;
@@ -190,7 +252,15 @@ ops::Exec thread_exec(int device) {
   ThreadDeviceResources& r = resources(device);
   CUDA_CHECK(cudaSetDevice(device));
   CUBLAS_CHECK(cublasSetStream(r.blas, r.current));
-  return ops::Exec{r.current, r.blas};
+  CUDNN_CHECK(cudnnSetStream(r.dnn, r.current));
+  if (r.current != r.own_stream) r.handed_out_other_stream = true;
+  ops::Exec ex;
+  ex.stream = r.current;
+  ex.blas = r.blas;
+  ex.dnn = r.dnn;
+  ex.scratch_fn = &thread_scratch;
+  ex.scratch_owner = &r;
+  return ex;
 }
 
 void set_thread_stream(int device, void* stream) {

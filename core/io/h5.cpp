@@ -3,6 +3,12 @@
 
 #include <hdf5.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <type_traits>
 #include <utility>
@@ -68,6 +74,7 @@ class Handle {
   Handle& operator=(const Handle&) = delete;
   ~Handle() { reset(); }
   hid_t get() const { return id_; }
+  hid_t release() { return std::exchange(id_, -1); }
 
  private:
   void reset() {
@@ -438,6 +445,358 @@ Shape H5File::shape_of(const std::string& dataset) const { return open_dataset(*
 
 DType H5File::dtype_of(const std::string& dataset) const { return open_dataset(*this, file_id(), dataset).dtype; }
 
+DatasetLayout H5File::layout_of(const std::string& dataset) const {
+  OpenDataset d = open_dataset(*this, file_id(), dataset);
+  const std::string where = "HDF5 file '" + path_ + "', dataset '" + dataset + "'";
+  Handle dcpl(H5_CHECK(H5Dget_create_plist(d.ds.get()), where, ": cannot read its creation properties"), H5Pclose);
+  DatasetLayout out;
+  H5D_layout_t layout = H5_CHECK(H5Pget_layout(dcpl.get()), where, ": cannot read its layout");
+  if (layout == H5D_CHUNKED) {
+    int rank = H5_CHECK(H5Pget_chunk(dcpl.get(), 0, nullptr), where, ": cannot read its chunk shape");
+    std::vector<hsize_t> dims(static_cast<size_t>(rank));
+    H5_CHECK(H5Pget_chunk(dcpl.get(), rank, dims.data()), where, ": cannot read its chunk shape");
+    out.chunks.assign(dims.begin(), dims.end());
+  }
+  int nfilters = H5_CHECK(H5Pget_nfilters(dcpl.get()), where, ": cannot read its filters");
+  for (int i = 0; i < nfilters; ++i) {
+    unsigned flags = 0, config = 0;
+    size_t nvalues = 4;
+    unsigned values[4] = {0, 0, 0, 0};
+    char name[64] = {0};
+    H5Z_filter_t f = H5_CHECK(H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &nvalues, values,
+                                             sizeof(name), name, &config),
+                              where, ": cannot read its filters");
+    if (f == H5Z_FILTER_DEFLATE) {
+      out.filters.push_back("gzip(" + std::to_string(nvalues > 0 ? values[0] : 0) + ")");
+    } else if (f == H5Z_FILTER_SHUFFLE) {
+      out.filters.push_back("shuffle");
+    } else if (f == H5Z_FILTER_FLETCHER32) {
+      out.filters.push_back("fletcher32");
+    } else {
+      out.filters.push_back(name[0] != '\0' ? std::string(name) : "filter " + std::to_string(f));
+    }
+  }
+  return out;
+}
+
+void H5File::create_dataset(const std::string& dataset, const Shape& shape, DType dtype, const CreateOptions& options) {
+  hid_t fid = file_id();
+  const std::string where = "HDF5 file '" + path_ + "', dataset '" + dataset + "'";
+  DT_CHECK_AS(!split_path(dataset).empty(), IoError, "HDF5 file '", path_, "': '", dataset,
+              "' is not a dataset name");
+  DT_CHECK_AS(!shape.empty(), IoError, where, ": create_dataset needs at least one dimension");
+  for (int64_t d : shape) DT_CHECK_AS(d >= 0, IoError, where, ": negative dimension in shape ", shape_str(shape));
+  DT_CHECK_AS(options.chunk_rows >= 0, IoError, where, ": chunk_rows must be >= 0");
+  DT_CHECK_AS(options.gzip_level >= 0 && options.gzip_level <= 9, IoError, where, ": gzip level ",
+              options.gzip_level, " is not in 0..9");
+  DT_CHECK_AS(options.chunk_rows > 0 || (options.gzip_level == 0 && !options.shuffle), IoError, where,
+              ": compression needs a chunked dataset (set chunk_rows > 0)");
+  if (has(dataset)) {
+    Handle obj(H5_CHECK(H5Oopen(fid, dataset.c_str(), H5P_DEFAULT), where, ": cannot open the existing object"),
+               H5Oclose);
+    if (H5Iget_type(obj.get()) != H5I_DATASET) DT_THROW(IoError, where, ": a group of that name exists");
+    obj = Handle();
+    H5_CHECK(H5Ldelete(fid, dataset.c_str(), H5P_DEFAULT), where, ": cannot replace the existing dataset");
+  }
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  Handle space(H5_CHECK(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), where,
+                        ": cannot create a dataspace of shape ", shape_str(shape)),
+               H5Sclose);
+  Handle dcpl(H5_CHECK(H5Pcreate(H5P_DATASET_CREATE), where, ": cannot create a property list"), H5Pclose);
+  if (options.chunk_rows > 0 && shape[0] > 0) {
+    std::vector<hsize_t> chunk = dims;
+    chunk[0] = static_cast<hsize_t>(std::min<int64_t>(options.chunk_rows, shape[0]));
+    for (hsize_t& c : chunk) c = std::max<hsize_t>(c, 1);
+    H5_CHECK(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), where,
+             ": cannot set the chunk shape (a chunk must stay below 4 GiB)");
+    if (options.shuffle) H5_CHECK(H5Pset_shuffle(dcpl.get()), where, ": cannot set the shuffle filter");
+    if (options.gzip_level > 0) {
+      H5_CHECK(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(options.gzip_level)), where,
+               ": cannot set gzip compression (is this HDF5 built with zlib?)");
+    }
+  }
+  Handle lcpl(H5_CHECK(H5Pcreate(H5P_LINK_CREATE), where, ": cannot create a property list"), H5Pclose);
+  H5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1), where, ": cannot create a property list");
+  Handle ds(H5_CHECK(H5Dcreate2(fid, dataset.c_str(), file_type_of(dtype), space.get(), lcpl.get(), dcpl.get(),
+                                H5P_DEFAULT),
+                     where, ": cannot create the dataset (is the file open for writing?)"),
+            H5Dclose);
+}
+
+void H5File::write_rows(const std::string& dataset, int64_t start, const Tensor& rows) {
+  hid_t fid = file_id();
+  OpenDataset d = open_dataset(*this, fid, dataset);
+  const std::string where = "HDF5 file '" + path_ + "', dataset '" + dataset + "'";
+  DT_CHECK_AS(rows.defined(), IoError, where, ": cannot write an undefined tensor");
+  Tensor host = rows.to(Device::cpu());
+  DT_CHECK_AS(host.dtype() == d.dtype, IoError, where, ": rows are ", dtype_name(host.dtype()), " but the dataset is ",
+              dtype_name(d.dtype));
+  DT_CHECK_AS(!d.shape.empty() && host.ndim() == static_cast<int64_t>(d.shape.size()) &&
+                  std::equal(d.shape.begin() + 1, d.shape.end(), host.shape().begin() + 1),
+              IoError, where, ": rows of shape ", shape_str(host.shape()), " do not fit a dataset of shape ",
+              shape_str(d.shape));
+  int64_t count = host.shape()[0];
+  if (start < 0 || start + count > d.shape[0]) {
+    DT_THROW(IoError, where, ": rows [", start, ", ", start + count, ") are out of range for shape ",
+             shape_str(d.shape));
+  }
+  if (count == 0) return;
+  Handle fspace(H5_CHECK(H5Dget_space(d.ds.get()), where, ": cannot read its shape"), H5Sclose);
+  std::vector<hsize_t> offset(d.shape.size(), 0), extent(host.shape().begin(), host.shape().end());
+  offset[0] = static_cast<hsize_t>(start);
+  H5_CHECK(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, offset.data(), nullptr, extent.data(), nullptr), where,
+           ": cannot select rows");
+  Handle mspace(H5_CHECK(H5Screate_simple(static_cast<int>(extent.size()), extent.data(), nullptr), where,
+                         ": cannot create a dataspace"),
+                H5Sclose);
+  H5_CHECK(H5Dwrite(d.ds.get(), memory_type_of(d.dtype), mspace.get(), fspace.get(), H5P_DEFAULT, host.raw_data()),
+           where, ": cannot write rows [", start, ", ", start + count, ") (check disk space)");
+}
+
+H5RowReader H5File::open_rows(const std::string& dataset, int64_t chunk_cache_bytes, bool direct) const {
+  hid_t fid = file_id();
+  OpenDataset d = open_dataset(*this, fid, dataset);
+  const std::string where = "HDF5 file '" + path_ + "', dataset '" + dataset + "'";
+  if (d.shape.empty()) DT_THROW(IoError, where, ": row reads need at least one dimension, the dataset is 0-dim");
+  H5RowReader r;
+  r.file_ = path_;
+  r.dataset_ = dataset;
+  r.shape_ = d.shape;
+  r.dtype_ = d.dtype;
+  r.row_bytes_ = dtype_size(d.dtype);
+  for (size_t i = 1; i < d.shape.size(); ++i) r.row_bytes_ *= static_cast<size_t>(d.shape[i]);
+  if (chunk_cache_bytes >= 0) {
+    d.ds = Handle();
+    Handle dapl(H5_CHECK(H5Pcreate(H5P_DATASET_ACCESS), where, ": cannot create a property list"), H5Pclose);
+    // Slots: a prime well above the number of chunks the cache can hold (HDF5's advice).
+    H5_CHECK(H5Pset_chunk_cache(dapl.get(), 12421, static_cast<size_t>(chunk_cache_bytes), 1.0),
+             where, ": cannot size the chunk cache");
+    r.id_ = H5_CHECK(H5Dopen2(fid, dataset.c_str(), dapl.get()), where, ": cannot open the dataset");
+  } else {
+    r.id_ = d.ds.release();
+  }
+  if (direct) r.setup_direct();
+  return r;
+}
+
+void H5RowReader::setup_direct() {
+  // Any failure here only means "no fast path": errors are cleared, nothing is thrown.
+  auto fail = [&] {
+    H5Eclear2(H5E_DEFAULT);
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    chunk_offsets_.clear();
+  };
+  if (rows() == 0 || row_bytes_ == 0) return;
+  Handle dcpl(H5Dget_create_plist(id_), H5Pclose);
+  Handle type(H5Dget_type(id_), H5Tclose);
+  if (dcpl.get() < 0 || type.get() < 0) return fail();
+  if (H5Pget_nfilters(dcpl.get()) != 0 || H5Pget_external_count(dcpl.get()) != 0 ||
+      H5Tequal(type.get(), memory_type_of(dtype_)) <= 0) {
+    return fail();
+  }
+  H5D_layout_t layout = H5Pget_layout(dcpl.get());
+  if (layout == H5D_CONTIGUOUS) {
+    haddr_t addr = H5Dget_offset(id_);
+    if (addr == HADDR_UNDEF) return fail();
+    chunk_rows_ = rows();
+    chunk_offsets_.push_back(static_cast<int64_t>(addr));
+  } else if (layout == H5D_CHUNKED) {
+    std::vector<hsize_t> chunk(shape_.size());
+    if (H5Pget_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) != static_cast<int>(chunk.size())) {
+      return fail();
+    }
+    for (size_t i = 1; i < shape_.size(); ++i) {
+      if (static_cast<int64_t>(chunk[i]) != shape_[i]) return fail();  // a row spans several chunks
+    }
+    chunk_rows_ = static_cast<int64_t>(chunk[0]);
+    std::vector<hsize_t> offset(shape_.size(), 0);
+    for (int64_t row = 0; row < rows(); row += chunk_rows_) {
+      offset[0] = static_cast<hsize_t>(row);
+      unsigned mask = 0;
+      haddr_t addr = HADDR_UNDEF;
+      hsize_t size = 0;
+      if (H5Dget_chunk_info_by_coord(id_, offset.data(), &mask, &addr, &size) < 0 || addr == HADDR_UNDEF ||
+          size < static_cast<hsize_t>(chunk_rows_) * row_bytes_) {
+        return fail();  // unallocated (never written) or unexpected chunk
+      }
+      chunk_offsets_.push_back(static_cast<int64_t>(addr));
+    }
+  } else {
+    return fail();  // compact: tiny, not worth it
+  }
+  fd_ = ::open(file_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) return fail();
+  // Self-check: the first and last rows, both ways.
+  std::vector<unsigned char> a(row_bytes_), b(row_bytes_);
+  for (int64_t row : {int64_t{0}, rows() - 1}) {
+    try {
+      read_hdf5(row, 1, a.data());
+      read_direct(row, 1, b.data());
+    } catch (const std::exception&) {
+      return fail();
+    }
+    if (a != b) return fail();
+  }
+}
+
+H5RowReader::H5RowReader(H5RowReader&& o) noexcept
+    : file_(std::move(o.file_)),
+      dataset_(std::move(o.dataset_)),
+      id_(std::exchange(o.id_, -1)),
+      shape_(std::move(o.shape_)),
+      dtype_(o.dtype_),
+      row_bytes_(o.row_bytes_),
+      fd_(std::exchange(o.fd_, -1)),
+      chunk_rows_(o.chunk_rows_),
+      chunk_offsets_(std::move(o.chunk_offsets_)) {}
+
+H5RowReader& H5RowReader::operator=(H5RowReader&& o) noexcept {
+  if (this != &o) {
+    if (id_ >= 0) H5Dclose(id_);
+    if (fd_ >= 0) ::close(fd_);
+    file_ = std::move(o.file_);
+    dataset_ = std::move(o.dataset_);
+    id_ = std::exchange(o.id_, -1);
+    shape_ = std::move(o.shape_);
+    dtype_ = o.dtype_;
+    row_bytes_ = o.row_bytes_;
+    fd_ = std::exchange(o.fd_, -1);
+    chunk_rows_ = o.chunk_rows_;
+    chunk_offsets_ = std::move(o.chunk_offsets_);
+  }
+  return *this;
+}
+
+H5RowReader::~H5RowReader() {
+  if (id_ >= 0) H5Dclose(id_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void H5RowReader::read(int64_t start, int64_t count, void* dst) const {
+  if (id_ < 0) DT_THROW(IoError, "HDF5 file '", file_, "', dataset '", dataset_,
+                        "': the row reader is closed (or was moved from)");
+  if (start < 0 || count < 0 || start + count > rows()) {
+    DT_THROW(IoError, "HDF5 file '", file_, "', dataset '", dataset_, "': rows [", start, ", ", start + count,
+             ") are out of range for shape ", shape_str(shape_));
+  }
+  if (count == 0 || row_bytes_ == 0) return;
+  if (fd_ >= 0) return read_direct(start, count, dst);
+  read_hdf5(start, count, dst);
+}
+
+void H5RowReader::read_direct(int64_t start, int64_t count, void* dst) const {
+  auto* out = static_cast<unsigned char*>(dst);
+  for (int64_t row = start; row < start + count;) {
+    int64_t chunk = row / chunk_rows_;
+    int64_t in_chunk = std::min(start + count, (chunk + 1) * chunk_rows_) - row;
+    size_t bytes = static_cast<size_t>(in_chunk) * row_bytes_;
+    off_t at = static_cast<off_t>(chunk_offsets_[static_cast<size_t>(chunk)] +
+                                  (row - chunk * chunk_rows_) * static_cast<int64_t>(row_bytes_));
+    for (size_t done = 0; done < bytes;) {
+      ssize_t got = ::pread(fd_, out + done, bytes - done, at + static_cast<off_t>(done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        DT_THROW(IoError, "HDF5 file '", file_, "', dataset '", dataset_, "': cannot read rows [", row, ", ",
+                 row + in_chunk, "): ", got < 0 ? std::strerror(errno) : "the file ends early",
+                 "; the file may be damaged (truncated?)");
+      }
+      done += static_cast<size_t>(got);
+    }
+    out += bytes;
+    row += in_chunk;
+  }
+}
+
+void H5RowReader::read_hdf5(int64_t start, int64_t count, void* dst) const {
+  const std::string where = "HDF5 file '" + file_ + "', dataset '" + dataset_ + "'";
+  silence_hdf5_errors();
+  Handle fspace(H5_CHECK(H5Dget_space(id_), where, ": cannot read its shape"), H5Sclose);
+  std::vector<hsize_t> offset(shape_.size(), 0), extent(shape_.begin(), shape_.end());
+  offset[0] = static_cast<hsize_t>(start);
+  extent[0] = static_cast<hsize_t>(count);
+  H5_CHECK(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, offset.data(), nullptr, extent.data(), nullptr), where,
+           ": cannot select rows");
+  Handle mspace(H5_CHECK(H5Screate_simple(static_cast<int>(extent.size()), extent.data(), nullptr), where,
+                         ": cannot create a dataspace"),
+                H5Sclose);
+  H5_CHECK(H5Dread(id_, memory_type_of(dtype_), mspace.get(), fspace.get(), H5P_DEFAULT, dst), where,
+           ": cannot read rows [", start, ", ", start + count, "); the file may be damaged (truncated?)");
+}
+
+// ---- string lists ----------------------------------------------------------------
+
+void H5File::write_strings(const std::string& dataset, const std::vector<std::string>& values) {
+  hid_t fid = file_id();
+  const std::string where = "HDF5 file '" + path_ + "', dataset '" + dataset + "'";
+  DT_CHECK_AS(!split_path(dataset).empty(), IoError, "HDF5 file '", path_, "': '", dataset,
+              "' is not a dataset name");
+  if (has(dataset)) {
+    Handle obj(H5_CHECK(H5Oopen(fid, dataset.c_str(), H5P_DEFAULT), where, ": cannot open the existing object"),
+               H5Oclose);
+    if (H5Iget_type(obj.get()) != H5I_DATASET) DT_THROW(IoError, where, ": a group of that name exists");
+    obj = Handle();
+    H5_CHECK(H5Ldelete(fid, dataset.c_str(), H5P_DEFAULT), where, ": cannot replace the existing dataset");
+  }
+  Handle type = vlen_string_type(where);
+  hsize_t dim = values.size();
+  Handle space(H5_CHECK(H5Screate_simple(1, &dim, nullptr), where, ": cannot create a dataspace"), H5Sclose);
+  Handle lcpl(H5_CHECK(H5Pcreate(H5P_LINK_CREATE), where, ": cannot create a property list"), H5Pclose);
+  H5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1), where, ": cannot create a property list");
+  Handle ds(H5_CHECK(H5Dcreate2(fid, dataset.c_str(), type.get(), space.get(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT),
+                     where, ": cannot create the dataset (is the file open for writing?)"),
+            H5Dclose);
+  std::vector<const char*> data;
+  data.reserve(values.size());
+  for (const std::string& v : values) data.push_back(v.c_str());
+  if (!data.empty()) {
+    H5_CHECK(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()), where,
+             ": cannot write the strings (check disk space)");
+  }
+}
+
+std::vector<std::string> H5File::read_strings(const std::string& dataset) const {
+  hid_t fid = file_id();
+  const std::string where = "HDF5 file '" + path_ + "', dataset '" + dataset + "'";
+  require_object(dataset, "dataset");
+  Handle obj(H5_CHECK(H5Oopen(fid, dataset.c_str(), H5P_DEFAULT), where, ": cannot open it"), H5Oclose);
+  if (H5Iget_type(obj.get()) != H5I_DATASET) DT_THROW(IoError, where, " is a group, not a dataset of strings");
+  obj = Handle();
+  Handle ds(H5_CHECK(H5Dopen2(fid, dataset.c_str(), H5P_DEFAULT), where, ": cannot open it"), H5Dclose);
+  Handle type(H5_CHECK(H5Dget_type(ds.get()), where, ": cannot read its type"), H5Tclose);
+  Handle space(H5_CHECK(H5Dget_space(ds.get()), where, ": cannot read its shape"), H5Sclose);
+  if (H5Tget_class(type.get()) != H5T_STRING) {
+    DT_THROW(IoError, where, " holds ", type_description(type.get()),
+             " values, not strings; a vocabulary is a 1-D dataset of strings");
+  }
+  int rank = H5_CHECK(H5Sget_simple_extent_ndims(space.get()), where, ": cannot read its shape");
+  if (rank != 1) DT_THROW(IoError, where, " has ", rank, " dimensions; a list of strings has 1");
+  size_t n = static_cast<size_t>(H5_CHECK(H5Sget_simple_extent_npoints(space.get()), where, ": cannot read its shape"));
+  std::vector<std::string> out;
+  out.reserve(n);
+  htri_t variable = H5_CHECK(H5Tis_variable_str(type.get()), where, ": cannot read the string type");
+  if (variable > 0) {
+    Handle mtype = vlen_string_type(where);
+    H5_CHECK(H5Tset_cset(mtype.get(), H5Tget_cset(type.get())), where, ": cannot read the string type");
+    std::vector<char*> buf(n, nullptr);
+    if (n > 0) H5_CHECK(H5Dread(ds.get(), mtype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()), where,
+                        ": cannot read the strings; the file may be damaged");
+    for (char* s : buf) out.emplace_back(s != nullptr ? s : "");
+    if (n > 0) H5Dvlen_reclaim(mtype.get(), space.get(), H5P_DEFAULT, buf.data());
+  } else {
+    size_t len = H5Tget_size(type.get());
+    std::string buf(n * len, '\0');
+    if (n > 0) H5_CHECK(H5Dread(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()), where,
+                        ": cannot read the strings; the file may be damaged");
+    for (size_t i = 0; i < n; ++i) {
+      std::string s = buf.substr(i * len, len);
+      if (size_t end = s.find('\0'); end != std::string::npos) s.resize(end);
+      out.push_back(std::move(s));
+    }
+  }
+  return out;
+}
+
 // ---- attributes ------------------------------------------------------------------
 
 namespace {
@@ -472,7 +831,7 @@ struct OpenAttribute {
   hssize_t count;
 };
 
-std::vector<std::string> read_strings(const OpenAttribute& a, const std::string& where) {
+std::vector<std::string> read_attribute_strings(const OpenAttribute& a, const std::string& where) {
   std::vector<std::string> out;
   size_t n = static_cast<size_t>(a.count);
   htri_t variable = H5_CHECK(H5Tis_variable_str(a.type.get()), where, ": cannot read the string type");
@@ -599,11 +958,11 @@ T H5File::get_attribute(const std::string& object, const std::string& name) cons
     return v;
   } else if constexpr (std::is_same_v<T, std::string>) {
     if (a.cls != H5T_STRING || a.count != 1) wrong_kind("one string");
-    return read_strings(a, where).at(0);
+    return read_attribute_strings(a, where).at(0);
   } else {
     static_assert(std::is_same_v<T, std::vector<std::string>>, "unsupported attribute type");
     if (a.cls != H5T_STRING) wrong_kind("strings");
-    return read_strings(a, where);
+    return read_attribute_strings(a, where);
   }
 }
 

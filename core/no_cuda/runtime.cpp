@@ -17,7 +17,10 @@ int device_count(std::string* why) {
   if (why) *why = "dtrain was built without CUDA";
   return 0;
 }
-void check_device(int) { not_built("cuda devices"); }
+void check_device(int device) {
+  DT_THROW(NotBuiltError, "cuda:", device, " requested, but dtrain was built without CUDA; rebuild with "
+           "-DCMAKE_CUDA_COMPILER=/path/to/nvcc");
+}
 void set_device(int) { not_built("set_device"); }
 void* raw_malloc(size_t, int) { not_built("device memory"); }
 void raw_free(void*, int) { not_built("device memory"); }

@@ -1,16 +1,19 @@
 // Activation CPU kernels, forward and backward. Buffers are (n); outputs written with `=`.
 // Backward kernels take the forward output y (sigmoid, tanh) or input x (relu, leaky_relu)
-// as ops/kernels.inc states for each.
+// as ops/kernels.inc states for each. Loops run on OpenMP threads from
+// detail::kParallelMin elements on (ops/cpu/parallel.h).
 #include <cmath>
 
 #include "ops/cpu.h"
 #include "ops/cpu/checks.h"
+#include "ops/cpu/parallel.h"
 
 namespace dtrain::ops::cpu {
 namespace {
 
 using detail::check_ptr;
 using detail::check_size;
+using detail::parallel_for;
 
 // out[i] = op(x[i]) after the usual checks.
 template <typename T, typename Op>
@@ -18,7 +21,7 @@ void unary(const char* kernel, const T* x, T* out, int64_t n, Op op) {
   check_size(kernel, "n", n);
   check_ptr(kernel, "x", x, n);
   check_ptr(kernel, "out", out, n);
-  for (int64_t i = 0; i < n; ++i) out[i] = op(x[i]);
+  parallel_for(n, [&](int64_t i) { out[i] = op(x[i]); });
 }
 
 // gx[i] = op(saved[i], gy[i]) after the usual checks.
@@ -29,7 +32,7 @@ void backward(const char* kernel, const char* saved_name, const T* saved, const 
   check_ptr(kernel, saved_name, saved, n);
   check_ptr(kernel, "gy", gy, n);
   check_ptr(kernel, "gx", gx, n);
-  for (int64_t i = 0; i < n; ++i) gx[i] = op(saved[i], gy[i]);
+  parallel_for(n, [&](int64_t i) { gx[i] = op(saved[i], gy[i]); });
 }
 
 // exp() only ever sees a non-positive argument, so nothing overflows.

@@ -1,13 +1,16 @@
 // Elementwise CPU kernels: fill, add/sub/mul/div, affine, axpby, scale_by.
 // All buffers are (n); every output is written with `=`, and out may alias an input.
+// Loops run on OpenMP threads from detail::kParallelMin elements on (ops/cpu/parallel.h).
 #include "ops/cpu.h"
 #include "ops/cpu/checks.h"
+#include "ops/cpu/parallel.h"
 
 namespace dtrain::ops::cpu {
 namespace {
 
 using detail::check_ptr;
 using detail::check_size;
+using detail::parallel_for;
 
 template <typename T, typename Op>
 void binary(const char* kernel, const T* a, const T* b, T* out, int64_t n, Op op) {
@@ -15,7 +18,7 @@ void binary(const char* kernel, const T* a, const T* b, T* out, int64_t n, Op op
   check_ptr(kernel, "a", a, n);
   check_ptr(kernel, "b", b, n);
   check_ptr(kernel, "out", out, n);
-  for (int64_t i = 0; i < n; ++i) out[i] = op(a[i], b[i]);
+  parallel_for(n, [&](int64_t i) { out[i] = op(a[i], b[i]); });
 }
 
 }  // namespace
@@ -24,7 +27,7 @@ template <typename T>
 void fill(T* out, T value, int64_t n, Exec) {
   check_size("cpu::fill", "n", n);
   check_ptr("cpu::fill", "out", out, n);
-  for (int64_t i = 0; i < n; ++i) out[i] = value;
+  parallel_for(n, [&](int64_t i) { out[i] = value; });
 }
 
 template <typename T>
@@ -52,7 +55,7 @@ void affine(const T* x, T* out, T alpha, T beta, int64_t n, Exec) {
   check_size("cpu::affine", "n", n);
   check_ptr("cpu::affine", "x", x, n);
   check_ptr("cpu::affine", "out", out, n);
-  for (int64_t i = 0; i < n; ++i) out[i] = alpha * x[i] + beta;
+  parallel_for(n, [&](int64_t i) { out[i] = alpha * x[i] + beta; });
 }
 
 template <typename T>
@@ -60,7 +63,7 @@ void axpby(const T* x, T* y, T alpha, T beta, int64_t n, Exec) {
   check_size("cpu::axpby", "n", n);
   check_ptr("cpu::axpby", "x", x, n);
   check_ptr("cpu::axpby", "y", y, n);
-  for (int64_t i = 0; i < n; ++i) y[i] = alpha * x[i] + beta * y[i];
+  parallel_for(n, [&](int64_t i) { y[i] = alpha * x[i] + beta * y[i]; });
 }
 
 template <typename T>
@@ -71,7 +74,7 @@ void scale_by(const T* x, const T* g, T* out, int64_t n, Exec) {
   check_ptr("cpu::scale_by", "out", out, n);
   if (n == 0) return;
   const T s = g[0];
-  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * s;
+  parallel_for(n, [&](int64_t i) { out[i] = x[i] * s; });
 }
 
 #define DT_INSTANTIATE(T)                                                  \

@@ -1,5 +1,7 @@
-// Loss CPU kernels, mean reduction. Forward sums accumulate in double in index order
-// (deterministic); a mean over zero elements is NaN (0/0), as in PyTorch. Gradients are
+// Loss CPU kernels, mean reduction. Forward sums accumulate in double in an order fixed by
+// the sizes alone (per-row losses added in row order; elementwise terms by Note
+// [Deterministic parallel sums] in ops/cpu/parallel.h), so the thread count never changes
+// a bit; a mean over zero elements is NaN (0/0), as in PyTorch. Gradients are
 // written with `=` and scaled by the upstream scalar g[0].
 //   softmax_xent: logits, probs, glogits: (N, C); labels: (N); loss, g: (1)
 //   mse:          a, b, ga, gb: (n); loss, g: (1)
@@ -7,9 +9,11 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "ops/cpu.h"
 #include "ops/cpu/checks.h"
+#include "ops/cpu/parallel.h"
 
 namespace dtrain::ops::cpu {
 
@@ -40,8 +44,8 @@ void softmax_xent_forward(const T* logits, const int64_t* labels, T* probs, T* l
   check_ptr(kernel, "probs", probs, rows * classes);
   check_ptr(kernel, "loss", loss, 1);
   for (int64_t r = 0; r < rows; ++r) check_label(kernel, r, labels[r], classes);
-  double total = 0.0;
-  for (int64_t r = 0; r < rows; ++r) {
+  std::vector<double> row_loss(static_cast<size_t>(rows));
+  detail::parallel_planes(rows, classes, [&](int64_t r) {
     const T* x = logits + r * classes;
     T* p = probs + r * classes;
     double m = static_cast<double>(x[0]);
@@ -49,8 +53,10 @@ void softmax_xent_forward(const T* logits, const int64_t* labels, T* probs, T* l
     double s = 0.0;
     for (int64_t c = 0; c < classes; ++c) s += std::exp(static_cast<double>(x[c]) - m);
     for (int64_t c = 0; c < classes; ++c) p[c] = static_cast<T>(std::exp(static_cast<double>(x[c]) - m) / s);
-    total += std::log(s) - (static_cast<double>(x[labels[r]]) - m);
-  }
+    row_loss[static_cast<size_t>(r)] = std::log(s) - (static_cast<double>(x[labels[r]]) - m);
+  });
+  double total = 0.0;
+  for (double l : row_loss) total += l;
   loss[0] = static_cast<T>(total / static_cast<double>(rows));
 }
 
@@ -67,12 +73,12 @@ void softmax_xent_backward(const T* probs, const int64_t* labels, const T* g, T*
   for (int64_t r = 0; r < rows; ++r) check_label(kernel, r, labels[r], classes);
   if (rows * classes == 0) return;
   const T scale = g[0] / static_cast<T>(rows);
-  for (int64_t r = 0; r < rows; ++r) {
+  detail::parallel_planes(rows, classes, [&](int64_t r) {
     for (int64_t c = 0; c < classes; ++c) {
       const T onehot = c == labels[r] ? T(1) : T(0);
       glogits[r * classes + c] = (probs[r * classes + c] - onehot) * scale;
     }
-  }
+  });
 }
 
 template <typename T>
@@ -82,11 +88,10 @@ void mse_forward(const T* a, const T* b, T* loss, int64_t n, Exec) {
   check_ptr(kernel, "a", a, n);
   check_ptr(kernel, "b", b, n);
   check_ptr(kernel, "loss", loss, 1);
-  double total = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
+  const double total = detail::chunked_sum(n, [a, b](int64_t i) {
     const double d = static_cast<double>(a[i]) - static_cast<double>(b[i]);
-    total += d * d;
-  }
+    return d * d;
+  });
   loss[0] = static_cast<T>(total / static_cast<double>(n));
 }
 
@@ -99,11 +104,11 @@ void mse_backward(const T* a, const T* b, const T* g, T* ga, T* gb, int64_t n, E
   check_ptr(kernel, "g", g, n);
   if (n == 0) return;
   const T scale = T(2) * g[0] / static_cast<T>(n);
-  for (int64_t i = 0; i < n; ++i) {
+  detail::parallel_for(n, [&](int64_t i) {
     const T d = (a[i] - b[i]) * scale;
     if (ga != nullptr) ga[i] = d;
     if (gb != nullptr) gb[i] = -d;
-  }
+  });
 }
 
 template <typename T>
@@ -113,12 +118,11 @@ void bce_logits_forward(const T* x, const T* y, T* loss, int64_t n, Exec) {
   check_ptr(kernel, "x", x, n);
   check_ptr(kernel, "y", y, n);
   check_ptr(kernel, "loss", loss, 1);
-  double total = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
+  const double total = detail::chunked_sum(n, [x, y](int64_t i) {
     const double xi = static_cast<double>(x[i]);
     const double yi = static_cast<double>(y[i]);
-    total += std::max(xi, 0.0) - xi * yi + std::log1p(std::exp(-std::fabs(xi)));
-  }
+    return std::max(xi, 0.0) - xi * yi + std::log1p(std::exp(-std::fabs(xi)));
+  });
   loss[0] = static_cast<T>(total / static_cast<double>(n));
 }
 
@@ -131,7 +135,7 @@ void bce_logits_backward(const T* x, const T* y, const T* g, T* gx, T* gy, int64
   check_ptr(kernel, "g", g, n);
   if (n == 0) return;
   const T scale = g[0] / static_cast<T>(n);
-  for (int64_t i = 0; i < n; ++i) {
+  detail::parallel_for(n, [&](int64_t i) {
     if (gx != nullptr) {
       // Stable sigmoid: exp() only sees a non-positive argument.
       const T e = std::exp(-std::fabs(x[i]));
@@ -139,7 +143,7 @@ void bce_logits_backward(const T* x, const T* y, const T* g, T* gx, T* gy, int64
       gx[i] = (s - y[i]) * scale;
     }
     if (gy != nullptr) gy[i] = -x[i] * scale;
-  }
+  });
 }
 
 #define DT_INSTANTIATE(T)                                                                               \

@@ -2,10 +2,13 @@
 //   bias_add:  out[o, c, i] = x[o, c, i] + b[c]     x, out: (outer, C, inner); b: (C)
 //   bias_grad: gb[c] = sum_{o,i} gy[o, c, i]  (=)   gy: (outer, C, inner); gb: (C)
 //   sum_all:   out[0] = sum_i x[i]            (=)   x: (n); out: (1)
-// Sums accumulate in double in index order, so they are deterministic and float inputs
-// do not lose precision over long reductions.
+// Sums accumulate in double, so float inputs do not lose precision over long reductions,
+// and in an order fixed by the sizes alone (Note [Deterministic parallel sums] in
+// ops/cpu/parallel.h): bias_grad sums each channel on one thread, row by row, sum_all
+// sums fixed chunks and then the chunk sums in order. The thread count never changes a bit.
 #include "ops/cpu.h"
 #include "ops/cpu/checks.h"
+#include "ops/cpu/parallel.h"
 
 namespace dtrain::ops::cpu {
 
@@ -29,13 +32,19 @@ void bias_add(const T* x, const T* b, T* out, int64_t outer, int64_t channels, i
   check_ptr("cpu::bias_add", "x", x, total);
   check_ptr("cpu::bias_add", "b", b, total > 0 ? channels : 0);
   check_ptr("cpu::bias_add", "out", out, total);
-  for (int64_t o = 0; o < outer; ++o) {
-    for (int64_t c = 0; c < channels; ++c) {
-      const int64_t base = (o * channels + c) * inner;
-      const T bias = b[c];
-      for (int64_t i = 0; i < inner; ++i) out[base + i] = x[base + i] + bias;
-    }
+  if (inner == 1) {
+    // (N, C): one plane per row.
+    detail::parallel_planes(outer, channels, [&](int64_t o) {
+      const int64_t base = o * channels;
+      for (int64_t c = 0; c < channels; ++c) out[base + c] = x[base + c] + b[c];
+    });
+    return;
   }
+  detail::parallel_planes(outer * channels, inner, [&](int64_t plane) {
+    const int64_t base = plane * inner;
+    const T bias = b[plane % channels];
+    for (int64_t i = 0; i < inner; ++i) out[base + i] = x[base + i] + bias;
+  });
 }
 
 template <typename T>
@@ -43,14 +52,11 @@ void bias_grad(const T* gy, T* gb, int64_t outer, int64_t channels, int64_t inne
   check_bias_shape("cpu::bias_grad", outer, channels, inner);
   check_ptr("cpu::bias_grad", "gy", gy, outer * channels * inner);
   check_ptr("cpu::bias_grad", "gb", gb, channels);
-  for (int64_t c = 0; c < channels; ++c) {
+  detail::parallel_planes(channels, outer * inner, [&](int64_t c) {
     double acc = 0.0;
-    for (int64_t o = 0; o < outer; ++o) {
-      const T* row = gy + (o * channels + c) * inner;
-      for (int64_t i = 0; i < inner; ++i) acc += static_cast<double>(row[i]);
-    }
+    for (int64_t o = 0; o < outer; ++o) acc += detail::sum_run(gy + (o * channels + c) * inner, inner);
     gb[c] = static_cast<T>(acc);
-  }
+  });
 }
 
 template <typename T>
@@ -58,9 +64,7 @@ void sum_all(const T* x, T* out, int64_t n, Exec) {
   check_size("cpu::sum_all", "n", n);
   check_ptr("cpu::sum_all", "x", x, n);
   check_ptr("cpu::sum_all", "out", out, 1);
-  double acc = 0.0;
-  for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(x[i]);
-  out[0] = static_cast<T>(acc);
+  out[0] = static_cast<T>(detail::chunked_sum(n, [x](int64_t i) { return static_cast<double>(x[i]); }));
 }
 
 #define DT_INSTANTIATE(T)                                                               \

@@ -49,6 +49,21 @@ DT_STUB(sgd_step, (T*, const T*, T*, int64_t, T, T, T, T, bool, bool, Exec))
 DT_STUB(adam_step, (T*, const T*, T*, T*, int64_t, T, T, T, T, T, bool, int64_t, Exec))
 DT_STUB(philox_uniform, (T*, int64_t, uint64_t, uint64_t, T, T, Exec))
 DT_STUB(philox_normal, (T*, int64_t, uint64_t, uint64_t, T, T, Exec))
+DT_STUB(conv2d_forward, (const Conv2dGeom&, const T*, const T*, T*, Exec))
+DT_STUB(conv2d_backward_data, (const Conv2dGeom&, const T*, const T*, T*, Exec))
+DT_STUB(conv2d_backward_weight, (const Conv2dGeom&, const T*, const T*, T*, Exec))
+DT_STUB(max_pool2d_forward, (const Pool2dGeom&, const T*, T*, int32_t*, Exec))
+DT_STUB(max_pool2d_backward, (const Pool2dGeom&, const T*, const int32_t*, T*, Exec))
+DT_STUB(avg_pool2d_forward, (const Pool2dGeom&, const T*, T*, Exec))
+DT_STUB(avg_pool2d_backward, (const Pool2dGeom&, const T*, T*, Exec))
+DT_STUB(adaptive_avg_pool2d_forward, (const AdaptivePoolGeom&, const T*, T*, Exec))
+DT_STUB(adaptive_avg_pool2d_backward, (const AdaptivePoolGeom&, const T*, T*, Exec))
+DT_STUB(batch_norm_forward_train,
+        (const T*, const T*, const T*, T*, T*, T*, T*, T*, int64_t, int64_t, int64_t, T, T, Exec))
+DT_STUB(batch_norm_forward_eval, (const T*, const T*, const T*, const T*, const T*, T*, int64_t, int64_t, int64_t, T, Exec))
+DT_STUB(batch_norm_backward, (const T*, const T*, const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, int64_t, Exec))
+DT_STUB(dropout_forward, (const T*, T*, uint8_t*, int64_t, T, uint64_t, uint64_t, Exec))
+DT_STUB(dropout_backward, (const T*, const uint8_t*, T*, int64_t, T, Exec))
 #undef DT_STUB
 
 template <typename S, typename D>
@@ -88,7 +103,24 @@ void convert(const S*, D*, int64_t, Exec) {
   template void sgd_step<T>(T*, const T*, T*, int64_t, T, T, T, T, bool, bool, Exec);                             \
   template void adam_step<T>(T*, const T*, T*, T*, int64_t, T, T, T, T, T, bool, int64_t, Exec);                  \
   template void philox_uniform<T>(T*, int64_t, uint64_t, uint64_t, T, T, Exec);                                   \
-  template void philox_normal<T>(T*, int64_t, uint64_t, uint64_t, T, T, Exec);
+  template void philox_normal<T>(T*, int64_t, uint64_t, uint64_t, T, T, Exec);                                    \
+  template void conv2d_forward<T>(const Conv2dGeom&, const T*, const T*, T*, Exec);                               \
+  template void conv2d_backward_data<T>(const Conv2dGeom&, const T*, const T*, T*, Exec);                         \
+  template void conv2d_backward_weight<T>(const Conv2dGeom&, const T*, const T*, T*, Exec);                       \
+  template void max_pool2d_forward<T>(const Pool2dGeom&, const T*, T*, int32_t*, Exec);                           \
+  template void max_pool2d_backward<T>(const Pool2dGeom&, const T*, const int32_t*, T*, Exec);                    \
+  template void avg_pool2d_forward<T>(const Pool2dGeom&, const T*, T*, Exec);                                     \
+  template void avg_pool2d_backward<T>(const Pool2dGeom&, const T*, T*, Exec);                                    \
+  template void adaptive_avg_pool2d_forward<T>(const AdaptivePoolGeom&, const T*, T*, Exec);                      \
+  template void adaptive_avg_pool2d_backward<T>(const AdaptivePoolGeom&, const T*, T*, Exec);                     \
+  template void batch_norm_forward_train<T>(const T*, const T*, const T*, T*, T*, T*, T*, T*, int64_t, int64_t,   \
+                                            int64_t, T, T, Exec);                                                 \
+  template void batch_norm_forward_eval<T>(const T*, const T*, const T*, const T*, const T*, T*, int64_t,         \
+                                           int64_t, int64_t, T, Exec);                                            \
+  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, int64_t,     \
+                                       int64_t, int64_t, Exec);                                                   \
+  template void dropout_forward<T>(const T*, T*, uint8_t*, int64_t, T, uint64_t, uint64_t, Exec);                 \
+  template void dropout_backward<T>(const T*, const uint8_t*, T*, int64_t, T, Exec);
 DT_INSTANTIATE(float)
 DT_INSTANTIATE(double)
 #undef DT_INSTANTIATE

@@ -82,6 +82,45 @@ inline const std::vector<OpCase>& op_cases() {
       {"mse_loss", {{{3, 4}}, {{3, 4}}}, [](V x) { return fn::mse_loss(x[0], x[1]); }},
       {"bce_with_logits", {{{3, 4}}, {{3, 4}, InputKind::Unit}},
        [](V x) { return fn::bce_with_logits(fn::affine(x[0], 3.0), x[1]); }},
+      // ---- convolution stack ----
+      {"conv2d_s1p1_bias", {{{2, 2, 4, 4}}, {{3, 2, 3, 3}}, {{3}}},
+       [](V x) { return fn::conv2d(x[0], x[1], x[2], 1, 1); }},
+      {"conv2d_s2p0_nobias", {{{1, 2, 5, 5}}, {{2, 2, 3, 3}}},
+       [](V x) { return fn::conv2d(x[0], x[1], Tensor(), 2, 0); }},
+      {"conv2d_1x1", {{{2, 3, 3, 3}}, {{2, 3, 1, 1}}, {{2}}}, [](V x) { return fn::conv2d(x[0], x[1], x[2]); }},
+      {"conv2d_rect", {{{1, 2, 5, 4}}, {{2, 2, 2, 3}}, {{2}}},
+       [](V x) { return fn::conv2d(x[0], x[1], x[2], {2, 1}, {0, 1}); }},
+      {"conv_transpose2d", {{{1, 2, 3, 3}}, {{2, 3, 3, 3}}, {{3}}},
+       [](V x) { return fn::conv_transpose2d(x[0], x[1], x[2], 2, 1, 1); }},
+      {"conv_transpose2d_nobias", {{{2, 2, 2, 3}}, {{2, 1, 2, 2}}},
+       [](V x) { return fn::conv_transpose2d(x[0], x[1], Tensor(), 1, 0, 0); }},
+      // Max pooling is not differentiable where two window elements tie; normal inputs
+      // have no ties closer than the checker's eps, so no kink needs skipping.
+      {"max_pool2d", {{{2, 2, 4, 4}}}, [](V x) { return fn::max_pool2d(x[0], 2, 2); }},
+      {"max_pool2d_overlap_pad", {{{1, 2, 5, 5}}}, [](V x) { return fn::max_pool2d(x[0], 3, 2, 1); }},
+      {"avg_pool2d_pad", {{{1, 2, 5, 5}}}, [](V x) { return fn::avg_pool2d(x[0], 3, 2, 1); }},
+      {"adaptive_avg_pool2d", {{{2, 2, 5, 5}}}, [](V x) { return fn::adaptive_avg_pool2d(x[0], 3, 3); }},
+      // Batch norm: the running statistics are buffers (not differentiated) made fresh in
+      // every call, so the checker's repeated forwards all see the same state.
+      {"batch_norm2d_train", {{{3, 2, 3, 3}}, {{2}}, {{2}}},
+       [](V x) {
+         Tensor rm = Tensor::zeros({2}, x[0].dtype(), x[0].device());
+         Tensor rv = Tensor::ones({2}, x[0].dtype(), x[0].device());
+         return fn::batch_norm2d(x[0], x[1], x[2], rm, rv, true, 0.1, 1e-5);
+       }},
+      {"batch_norm2d_eval", {{{2, 3, 2, 2}}, {{3}}, {{3}}},
+       [](V x) {
+         Tensor rm = Tensor::from_vector<double>({0.1, -0.2, 0.3}, {3}).to(x[0].dtype()).to(x[0].device());
+         Tensor rv = Tensor::from_vector<double>({0.5, 1.5, 2.0}, {3}).to(x[0].dtype()).to(x[0].device());
+         return fn::batch_norm2d(x[0], x[1], x[2], rm, rv, false, 0.1, 1e-5);
+       }},
+      // A fresh generator with a fixed seed per call: every call draws the same mask.
+      {"dropout", {{{4, 5}}},
+       [](V x) {
+         Generator gen(123);
+         return fn::dropout(x[0], 0.3, true, gen);
+       }},
+      {"flatten", {{{2, 3, 2, 2}}}, [](V x) { return fn::mul(fn::flatten(x[0]), fn::flatten(x[0])); }},
   };
   return cases;
 }

@@ -1,0 +1,154 @@
+// Loader throughput beside the raw contiguous HDF5 read rate of the same file, in one run.
+//
+//   bench_loader [--fashion PATH] [--synth-n N] [--epochs E] [--threads T] [--prefetch P]
+//
+// For Fashion-MNIST (data/fashion_mnist_train.h5 from scripts/prepare-data.sh, when
+// present) and a synthetic 3x224x224 set written to a temporary file, it prints:
+//   raw      H5Dread of contiguous hyperslabs of one chunk's rows, front to back, into
+//            one buffer (no sampler, no threads, no direct reads): the rate
+//            the loader is compared with (the page cache is warmed first, so both read
+//            from memory);
+//   loader   a rank-0-of-1 Loader over whole epochs: u8 as stored without augmentation
+//            (acceptance: >= 0.8 x raw), f32 normalized, and f32 with crop+flip;
+// with samples/s, the ratio to raw, and the consumer's data-wait share.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/io/h5.h"
+#include "datasets/convert.h"
+#include "datasets/loader.h"
+
+using namespace dtrain;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Samples/s of reading the whole of /images front to back in contiguous hyperslabs of
+// `rows` rows (the file's chunk extent: 64 for the converters' files, as in the issue's
+// "contiguous 64-row hyperslabs").
+double raw_rate(const std::string& path, int64_t rows, int passes) {
+  io::H5File f = io::H5File::open_read(path);
+  io::H5RowReader r = f.open_rows("/images", 0, /*direct=*/false);  // H5Dread, as any HDF5 user would
+  std::vector<uint8_t> buf(static_cast<size_t>(rows) * r.row_bytes());
+  const int64_t n = r.rows();
+  auto t0 = Clock::now();
+  for (int p = 0; p < passes; ++p) {
+    for (int64_t s = 0; s < n; s += rows) r.read(s, std::min(rows, n - s), buf.data());
+  }
+  return static_cast<double>(n * passes) / seconds_since(t0);
+}
+
+struct LoaderRun {
+  double rate, wait_share;
+};
+
+LoaderRun loader_rate(data::LoaderConfig cfg, int epochs) {
+  data::Loader l(cfg);
+  const int64_t steps = l.batches_per_epoch() * epochs;
+  l.next();  // first batch: pipeline start-up, not steady state
+  double wait0 = l.wait_seconds();
+  auto t0 = Clock::now();
+  int64_t samples = 0;
+  for (int64_t s = 1; s < steps; ++s) samples += l.next().size;
+  double t = seconds_since(t0);
+  return {static_cast<double>(samples) / t, (l.wait_seconds() - wait0) / t};
+}
+
+void bench(const std::string& name, const std::string& path, int64_t batch, int epochs, int threads, int prefetch) {
+  io::H5File f = io::H5File::open_read(path);
+  Shape shape = f.shape_of("/images");
+  io::DatasetLayout layout = f.layout_of("/images");
+  f.close();
+  std::printf("\n== %s: %s, images u8 %s, chunk rows %lld, batch %lld, %d loader thread(s), prefetch %d\n",
+              name.c_str(), path.c_str(), shape_str(shape).c_str(),
+              static_cast<long long>(layout.chunks.empty() ? 0 : layout.chunks[0]), static_cast<long long>(batch),
+              threads, prefetch);
+  const int64_t chunk = layout.chunks.empty() ? 64 : layout.chunks[0];
+  raw_rate(path, chunk, 1);  // warm the page cache
+  double raw = raw_rate(path, chunk, epochs);
+  std::printf("%-44s %12.0f samples/s   ratio 1.00\n", "raw contiguous HDF5 read, chunk-row hyperslabs", raw);
+  struct Variant {
+    const char* label;
+    bool raw;
+    data::Augment aug;
+  };
+  for (const Variant& v : {Variant{"loader u8, no augmentation", true, {}},
+                           Variant{"loader f32 normalized", false, {}},
+                           Variant{"loader f32 normalized + crop(pad 4) + flip", false, {4, true}}}) {
+    data::LoaderConfig cfg;
+    cfg.path = path;
+    cfg.batch_size = batch;
+    cfg.seed = 1;
+    cfg.threads = threads;
+    cfg.prefetch = prefetch;
+    cfg.raw = v.raw;
+    cfg.augment = v.aug;
+    LoaderRun r = loader_rate(cfg, epochs);
+    std::printf("%-44s %12.0f samples/s   ratio %.2f   consumer waited %.0f%% of the time\n", v.label, r.rate,
+                r.rate / raw, 100 * r.wait_share);
+  }
+  // TODO(lead): the small VGG training step's consumption rate (samples/s) on this
+  // machine goes here, from the conv stack's benchmark, with loader/VGG >= 3 required.
+  std::printf("%-44s %12s   (to be measured beside this once the conv stack lands)\n",
+              "small VGG training step consumption", "n/a");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string fashion = "data/fashion_mnist_train.h5";
+  int64_t synth_n = 2048;
+  int epochs = 3, threads = std::max(2, std::min(8, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)))), prefetch = 4;
+  for (int i = 1; i < argc; ++i) {
+    auto value = [&]() -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bench_loader: %s needs a value\n", argv[i]);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (!std::strcmp(argv[i], "--fashion")) {
+      fashion = value();
+    } else if (!std::strcmp(argv[i], "--synth-n")) {
+      synth_n = std::atoll(value());
+    } else if (!std::strcmp(argv[i], "--epochs")) {
+      epochs = std::atoi(value());
+    } else if (!std::strcmp(argv[i], "--threads")) {
+      threads = std::atoi(value());
+    } else if (!std::strcmp(argv[i], "--prefetch")) {
+      prefetch = std::atoi(value());
+    } else {
+      std::fprintf(stderr,
+                   "usage: bench_loader [--fashion PATH] [--synth-n N] [--epochs E] [--threads T] [--prefetch P]\n");
+      return 2;
+    }
+  }
+  try {
+    if (std::filesystem::exists(fashion)) {
+      bench("Fashion-MNIST train", fashion, 128, epochs, threads, prefetch);
+    } else {
+      std::printf("== Fashion-MNIST: %s not found (run scripts/prepare-data.sh); skipped\n", fashion.c_str());
+    }
+    std::string synth = (std::filesystem::temp_directory_path() /
+                         ("dtrain_bench_loader_" + std::to_string(getpid()) + ".h5"))
+                            .string();
+    auto t0 = Clock::now();
+    data::synth_images(synth, synth_n, 224, 224, 3, 10, 7, {8, 0});
+    std::printf("\n(synthetic 3x224x224 set: %lld samples written in %.2f s)\n", static_cast<long long>(synth_n),
+                seconds_since(t0));
+    bench("synthetic 3x224x224", synth, 64, std::max(1, epochs / 2), threads, prefetch);
+    std::filesystem::remove(synth);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_loader: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

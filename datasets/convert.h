@@ -1,0 +1,71 @@
+#pragma once
+// Converters from public formats to dtrain's HDF5 schemas (schema.h), and seeded
+// synthetic sets. Each writes a complete file (replacing an existing one) and returns a
+// one-paragraph summary for the CLI. Input problems (a missing or truncated file, a bad
+// magic number, inconsistent counts) throw IoError naming the input file.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/io/h5.h"
+#include "core/tensor.h"
+
+namespace dtrain::data {
+
+struct WriteOptions {
+  int64_t chunk_rows = 64;  // chunk extent along N (the sampler's block size)
+  int gzip_level = 0;       // 0: uncompressed
+};
+
+// Writes an image classification (or image-only) file incrementally: /images u8
+// (N, H, W, C) and /labels i64, plus attributes classes, mean and std (computed from the
+// pixels written).
+class ImageWriter {
+ public:
+  ImageWriter(const std::string& path, int64_t n, int64_t h, int64_t w, int64_t c,
+              std::vector<std::string> classes, const WriteOptions& options, bool with_labels = true);
+  // Appends rows: images u8 (k, H, W, C), labels i64 (k,) (ignored when without labels).
+  void append(const Tensor& images, const Tensor& labels);
+  // Writes the attributes and closes; throws unless exactly N rows were appended.
+  void finish();
+
+ private:
+  io::H5File file_;
+  int64_t n_, h_, w_, c_, written_ = 0;
+  std::vector<std::string> classes_;
+  bool with_labels_;
+  std::vector<double> sum_, sumsq_;  // per channel
+};
+
+// IDX (MNIST / Fashion-MNIST), gzip-compressed or not. `classes` empty: "0".."K-1".
+std::string convert_idx(const std::string& images_path, const std::string& labels_path, const std::string& out,
+                        std::vector<std::string> classes, const WriteOptions& options);
+
+// CIFAR-10 binary batches (data_batch_*.bin: records of 1 label byte + 3072 bytes in
+// R, G, B planes of 32x32). `classes` empty: the CIFAR-10 names.
+std::string convert_cifar(const std::vector<std::string>& inputs, const std::string& out,
+                          std::vector<std::string> classes, const WriteOptions& options);
+
+struct PairsOptions {
+  int64_t max_chars = 0;        // drop pairs with a side longer than this (in characters); 0: keep all
+  double test_fraction = 0.1;   // share of pairs in the test file
+  uint64_t seed = 0;            // the split's seed
+  int64_t min_count = 1;        // train-set frequency for a word to enter the vocabulary
+};
+
+// Tab-separated sentence pairs (source TAB target per line) -> train and test files with
+// word-level vocabularies built from the train split. Exact duplicate pairs are dropped.
+std::string convert_pairs(const std::string& tsv, const std::string& out_train, const std::string& out_test,
+                          const PairsOptions& options, const WriteOptions& write);
+// The tokenizer convert_pairs uses: ASCII-lowercased words, ASCII punctuation split off.
+std::vector<std::string> tokenize(const std::string& text);
+
+// Seeded synthetic sets. Images: the brightness of a sample grows with its class (so a
+// model can learn it), over uniform noise. Pairs: random token sequences and their
+// reversal.
+std::string synth_images(const std::string& out, int64_t n, int64_t h, int64_t w, int64_t c, int64_t classes,
+                         uint64_t seed, const WriteOptions& options);
+std::string synth_pairs(const std::string& out, int64_t n, int64_t max_len, int64_t vocab, uint64_t seed,
+                        const WriteOptions& options);
+
+}  // namespace dtrain::data

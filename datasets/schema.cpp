@@ -1,0 +1,216 @@
+// Schema validation: see schema.h.
+#include "datasets/schema.h"
+
+#include <algorithm>
+
+namespace dtrain::data {
+
+std::string kind_name(Kind k) {
+  switch (k) {
+    case Kind::ImageClassification: return "image classification";
+    case Kind::ImageOnly: return "image-only";
+    case Kind::SequencePairs: return "sequence pairs";
+  }
+  return "?";
+}
+
+namespace {
+
+std::string where(const io::H5File& f, const std::string& dataset) {
+  return "dataset file '" + f.path() + "', dataset '" + dataset + "'";
+}
+
+void require_dataset(const io::H5File& f, const std::string& dataset, const std::string& schema) {
+  if (!f.has(dataset)) {
+    DT_THROW(IoError, "dataset file '", f.path(), "': missing dataset '", dataset, "', required by the ", schema,
+             " schema (docs/DATASETS.md); was the file written by 'dtrain data convert'?");
+  }
+}
+
+// Checks dtype and rank (and a non-empty first dim) and returns the shape.
+Shape check_array(const io::H5File& f, const std::string& dataset, DType dtype, size_t rank, const char* layout) {
+  DType stored = f.dtype_of(dataset);
+  if (stored != dtype) {
+    DT_THROW(IoError, where(f, dataset), ": wrong dtype ", dtype_name(stored), ", expected ", dtype_name(dtype), " ",
+             layout, "; convert it (e.g. with h5py: f['", dataset, "'].astype(...)) or regenerate the file");
+  }
+  Shape shape = f.shape_of(dataset);
+  if (shape.size() != rank) {
+    DT_THROW(IoError, where(f, dataset), ": wrong rank ", shape.size(), " (shape ", shape_str(shape), "), expected ",
+             rank, " dimensions ", layout);
+  }
+  if (shape[0] == 0) {
+    DT_THROW(IoError, where(f, dataset), ": empty dataset (shape ", shape_str(shape),
+             "): there are no samples to train on; regenerate the file");
+  }
+  for (int64_t d : shape) {
+    if (d == 0) DT_THROW(IoError, where(f, dataset), ": a dimension is 0 (shape ", shape_str(shape), ")");
+  }
+  return shape;
+}
+
+void check_length(const io::H5File& f, const std::string& dataset, int64_t got, const std::string& other,
+                  int64_t want) {
+  if (got != want) {
+    DT_THROW(IoError, where(f, dataset), ": length mismatch, ", got, " rows but '", other, "' has ", want,
+             "; every dataset of a file holds one row per sample");
+  }
+}
+
+void chunk_info(const io::H5File& f, const std::string& dataset, int64_t* chunk_rows,
+                std::vector<std::string>* filters) {
+  io::DatasetLayout layout = f.layout_of(dataset);
+  *chunk_rows = layout.chunks.empty() ? 0 : layout.chunks[0];
+  *filters = layout.filters;
+}
+
+std::vector<std::string> check_vocab(const io::H5File& f, const std::string& dataset) {
+  require_dataset(f, dataset, "sequence-pair");
+  std::vector<std::string> vocab = f.read_strings(dataset);
+  for (const std::string& tok : kSpecialTokens) {
+    if (std::find(vocab.begin(), vocab.end(), tok) == vocab.end()) {
+      DT_THROW(IoError, where(f, dataset), ": the vocabulary (", vocab.size(), " tokens) lacks the special token '",
+               tok, "'; every vocabulary must contain <pad> <s> </s> <unk>");
+    }
+  }
+  return vocab;
+}
+
+void check_ids(const io::H5File& f, const std::string& dataset, int64_t vocab_size) {
+  Tensor ids = f.read(dataset);
+  const int32_t* p = ids.data<int32_t>();
+  int64_t n = ids.numel();
+  for (int64_t i = 0; i < n; ++i) {
+    if (p[i] < 0 || p[i] >= vocab_size) {
+      int64_t cols = ids.size(1);
+      DT_THROW(IoError, where(f, dataset), ": token id ", p[i], " at row ", i / cols, ", position ", i % cols,
+               " is outside the vocabulary [0, ", vocab_size, ")");
+    }
+  }
+}
+
+void check_lengths(const io::H5File& f, const std::string& dataset, int64_t max_len) {
+  Tensor len = f.read(dataset);
+  const int32_t* p = len.data<int32_t>();
+  for (int64_t i = 0; i < len.numel(); ++i) {
+    if (p[i] < 1 || p[i] > max_len) {
+      DT_THROW(IoError, where(f, dataset), ": length ", p[i], " at row ", i, " is outside [1, ", max_len, "]");
+    }
+  }
+}
+
+}  // namespace
+
+Kind detect_kind(const io::H5File& f) {
+  if (f.has("/src") || f.has("/tgt")) return Kind::SequencePairs;
+  if (f.has("/labels")) return Kind::ImageClassification;
+  if (f.has("/images")) return Kind::ImageOnly;
+  DT_THROW(IoError, "dataset file '", f.path(), "': missing dataset '/images' (or '/src' for sequence pairs): ",
+           "the file follows none of dtrain's dataset schemas (docs/DATASETS.md); datasets present: ",
+           [&] {
+             std::string s;
+             for (const std::string& n : f.list("/")) s += (s.empty() ? "" : ", ") + n;
+             return s.empty() ? std::string("none") : s;
+           }());
+}
+
+ImageSchema validate_images(const io::H5File& f, bool require_labels) {
+  ImageSchema s;
+  s.path = f.path();
+  require_dataset(f, "/images", "image");
+  Shape shape = check_array(f, "/images", DType::U8, 4, "(N, H, W, C)");
+  s.n = shape[0];
+  s.height = shape[1];
+  s.width = shape[2];
+  s.channels = shape[3];
+  chunk_info(f, "/images", &s.chunk_rows, &s.filters);
+
+  s.mean.assign(static_cast<size_t>(s.channels), 0.0);
+  s.std.assign(static_cast<size_t>(s.channels), 1.0);
+  bool has_mean = f.has_attribute("/", "mean"), has_std = f.has_attribute("/", "std");
+  if (has_mean != has_std) {
+    DT_THROW(IoError, "dataset file '", f.path(), "', attribute '", has_mean ? "std" : "mean",
+             "' of '/': missing while '", has_mean ? "mean" : "std", "' is present; give both or neither");
+  }
+  if (has_mean) {
+    std::vector<double> mean = f.get_attribute<std::vector<double>>("/", "mean");
+    std::vector<double> std = f.get_attribute<std::vector<double>>("/", "std");
+    for (auto* v : {&mean, &std}) {
+      if (v->size() == 1 && s.channels > 1) v->assign(static_cast<size_t>(s.channels), (*v)[0]);
+    }
+    if (static_cast<int64_t>(mean.size()) != s.channels || static_cast<int64_t>(std.size()) != s.channels) {
+      DT_THROW(IoError, "dataset file '", f.path(), "', attributes 'mean'/'std' of '/': ", mean.size(), " and ",
+               std.size(), " values for ", s.channels, " channels; give one value per channel");
+    }
+    for (double v : std) {
+      if (!(v > 0)) DT_THROW(IoError, "dataset file '", f.path(), "', attribute 'std' of '/': value ", v,
+                             " is not positive");
+    }
+    s.mean = mean;
+    s.std = std;
+    s.has_normalization = true;
+  }
+
+  if (!f.has("/labels")) {
+    if (require_labels) require_dataset(f, "/labels", "image classification");
+    return s;
+  }
+  if (!require_labels) return s;  // image-only use of a labelled file
+  Shape lshape = check_array(f, "/labels", DType::I64, 1, "(N,)");
+  check_length(f, "/labels", lshape[0], "/images", s.n);
+  if (!f.has_attribute("/", "classes")) {
+    DT_THROW(IoError, "dataset file '", f.path(), "', attribute 'classes' of '/': missing; an image classification ",
+             "file names its classes (a list of strings), which also gives their number");
+  }
+  s.classes = f.get_attribute<std::vector<std::string>>("/", "classes");
+  if (s.classes.empty()) {
+    DT_THROW(IoError, "dataset file '", f.path(), "', attribute 'classes' of '/': empty; name at least one class");
+  }
+  s.has_labels = true;
+  Tensor labels = f.read("/labels");
+  const int64_t* p = labels.data<int64_t>();
+  for (int64_t i = 0; i < s.n; ++i) {
+    if (p[i] < 0 || p[i] >= s.num_classes()) {
+      DT_THROW(IoError, where(f, "/labels"), ": label ", p[i], " at row ", i, " is out of range [0, ",
+               s.num_classes(), ") given by the ", s.num_classes(), " names in attribute 'classes'");
+    }
+  }
+  return s;
+}
+
+PairSchema validate_pairs(const io::H5File& f) {
+  PairSchema s;
+  s.path = f.path();
+  for (const char* d : {"/src", "/tgt", "/src_len", "/tgt_len", "/src_vocab", "/tgt_vocab"}) {
+    require_dataset(f, d, "sequence-pair");
+  }
+  Shape src = check_array(f, "/src", DType::I32, 2, "(N, Lmax)");
+  Shape tgt = check_array(f, "/tgt", DType::I32, 2, "(N, Lmax)");
+  Shape src_len = check_array(f, "/src_len", DType::I32, 1, "(N,)");
+  Shape tgt_len = check_array(f, "/tgt_len", DType::I32, 1, "(N,)");
+  s.n = src[0];
+  s.src_max_len = src[1];
+  s.tgt_max_len = tgt[1];
+  check_length(f, "/tgt", tgt[0], "/src", s.n);
+  check_length(f, "/src_len", src_len[0], "/src", s.n);
+  check_length(f, "/tgt_len", tgt_len[0], "/src", s.n);
+  chunk_info(f, "/src", &s.chunk_rows, &s.filters);
+  s.src_vocab = check_vocab(f, "/src_vocab");
+  s.tgt_vocab = check_vocab(f, "/tgt_vocab");
+  check_lengths(f, "/src_len", s.src_max_len);
+  check_lengths(f, "/tgt_len", s.tgt_max_len);
+  check_ids(f, "/src", static_cast<int64_t>(s.src_vocab.size()));
+  check_ids(f, "/tgt", static_cast<int64_t>(s.tgt_vocab.size()));
+  return s;
+}
+
+std::vector<int64_t> class_counts(const io::H5File& f, const ImageSchema& s) {
+  std::vector<int64_t> counts(static_cast<size_t>(s.num_classes()), 0);
+  if (!s.has_labels) return counts;
+  Tensor labels = f.read("/labels");
+  const int64_t* p = labels.data<int64_t>();
+  for (int64_t i = 0; i < labels.numel(); ++i) counts[static_cast<size_t>(p[i])]++;
+  return counts;
+}
+
+}  // namespace dtrain::data

@@ -1,0 +1,63 @@
+#pragma once
+// The dataset file schemas of dtrain (DESIGN.md, "File formats"; docs/DATASETS.md), and
+// their validation on open.
+//
+//   image classification: /images uint8 (N, H, W, C), chunked along N;
+//                         /labels int64 (N,) in [0, K);
+//                         root attributes classes (K names), mean, std (C floats, in units
+//                         of pixel/255, used to normalize).
+//   image-only (GANs):    /images alone (labels, classes optional and ignored).
+//   sequence pairs:       /src, /tgt int32 (N, Lmax) padded; /src_len, /tgt_len int32 (N,)
+//                         in [1, Lmax]; /src_vocab, /tgt_vocab 1-D string datasets that
+//                         contain <pad> <s> </s> <unk>; every id below its vocabulary size.
+//
+// Every violation throws IoError naming the file, the dataset (or attribute) and the
+// problem, with what to do. Validation reads the labels / lengths / ids in full (a few
+// bytes per sample); it never reads the images.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/io/h5.h"
+
+namespace dtrain::data {
+
+enum class Kind { ImageClassification, ImageOnly, SequencePairs };
+std::string kind_name(Kind k);
+
+// The special tokens every vocabulary holds, at these ids in files dtrain writes.
+inline const std::vector<std::string> kSpecialTokens = {"<pad>", "<s>", "</s>", "<unk>"};
+
+struct ImageSchema {
+  std::string path;
+  int64_t n = 0, height = 0, width = 0, channels = 0;
+  bool has_labels = false;
+  std::vector<std::string> classes;  // empty for image-only
+  std::vector<double> mean, std;     // per channel, pixel/255 units; 0 and 1 when absent
+  bool has_normalization = false;    // the file had mean and std
+  int64_t chunk_rows = 0;            // chunk extent along N; 0 when contiguous
+  std::vector<std::string> filters;
+  int64_t num_classes() const { return static_cast<int64_t>(classes.size()); }
+  int64_t sample_bytes() const { return height * width * channels; }
+};
+
+struct PairSchema {
+  std::string path;
+  int64_t n = 0, src_max_len = 0, tgt_max_len = 0;
+  std::vector<std::string> src_vocab, tgt_vocab;
+  int64_t chunk_rows = 0;
+  std::vector<std::string> filters;
+};
+
+// Which schema the file follows, judged by the datasets present (/src -> pairs, /labels
+// -> classification, /images -> image-only). Throws IoError when it follows none.
+Kind detect_kind(const io::H5File& f);
+
+// Validate and describe. `require_labels` false accepts an image-only file.
+ImageSchema validate_images(const io::H5File& f, bool require_labels);
+PairSchema validate_pairs(const io::H5File& f);
+
+// Class counts of an image classification file (from /labels).
+std::vector<int64_t> class_counts(const io::H5File& f, const ImageSchema& s);
+
+}  // namespace dtrain::data

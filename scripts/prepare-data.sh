@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Turns Debian's dataset packages into dtrain's HDF5 dataset files (docs/DATASETS.md):
+#
+#   dataset-fashion-mnist  (MIT)  -> data/fashion_mnist_{train,test}.h5   60,000 / 10,000 images
+#   dict-freedict-eng-deu  (GPL)  -> data/phrases_en_de_{train,test}.h5   example phrase pairs
+#                                    with both sides at most 40 characters, split 90/10 by seed
+#
+# The FreeDict data is GPL: it is extracted here, on the machine that trains, and data/
+# is git-ignored; never commit it. Idempotent: existing outputs are kept unless --force.
+#
+#   scripts/prepare-data.sh [--force]
+#
+# Environment: DTRAIN (the dtrain binary; default build/launcher/dtrain), DATA_DIR
+# (default data/), SPLIT_SEED (default 1234), MAX_CHARS (default 40).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+dtrain="${DTRAIN:-$root/build/launcher/dtrain}"
+out="${DATA_DIR:-$root/data}"
+seed="${SPLIT_SEED:-1234}"
+max_chars="${MAX_CHARS:-40}"
+force=0
+for a in "$@"; do
+  case "$a" in
+    --force) force=1 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "prepare-data: unknown argument '$a' (try --help)" >&2; exit 2 ;;
+  esac
+done
+if [ ! -x "$dtrain" ]; then
+  echo "prepare-data: $dtrain not found; build first (scripts/build.sh) or set DTRAIN" >&2
+  exit 1
+fi
+mkdir -p "$out"
+
+# Writes to a temporary name and renames, so an interrupted run leaves no half file that
+# a later run would keep.
+fresh() { [ "$force" = 1 ] || [ ! -s "$1" ]; }
+
+fm=/usr/share/datasets/fashion-mnist
+if [ ! -r "$fm/train-images-idx3-ubyte.gz" ]; then
+  echo "prepare-data: $fm is missing: sudo apt-get install dataset-fashion-mnist" >&2
+  exit 1
+fi
+classes="T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"
+for split in train test; do
+  prefix=$([ "$split" = train ] && echo train || echo t10k)
+  target="$out/fashion_mnist_$split.h5"
+  if fresh "$target"; then
+    "$dtrain" data convert idx --images "$fm/$prefix-images-idx3-ubyte.gz" --labels "$fm/$prefix-labels-idx1-ubyte.gz" \
+      --classes "$classes" --chunk-rows 64 --out "$target.tmp"
+    mv "$target.tmp" "$target"
+  else
+    echo "kept $target (use --force to rebuild)"
+  fi
+done
+
+dict=/usr/share/dictd/freedict-eng-deu.dict.dz
+if [ ! -r "$dict" ]; then
+  echo "prepare-data: $dict is missing: sudo apt-get install dict-freedict-eng-deu" >&2
+  exit 1
+fi
+train="$out/phrases_en_de_train.h5" test="$out/phrases_en_de_test.h5"
+if fresh "$train" || fresh "$test"; then
+  # Example phrases are lines '      "english phrase"  - deutsche Phrase' inside the
+  # entries (the .dict.dz is gzip-compatible, so zcat reads it whole; the .index's base64
+  # offsets are for random access, which this sequential scan does not need).
+  tsv="$out/.phrases_en_de.tsv"
+  zcat "$dict" | sed -nE 's/^[[:space:]]+"(.+)"[[:space:]]+- (.+)$/\1\t\2/p' > "$tsv"
+  "$dtrain" data convert pairs --input "$tsv" --max-chars "$max_chars" --test-fraction 0.1 --seed "$seed" \
+    --chunk-rows 256 --out-train "$train.tmp" --out-test "$test.tmp"
+  mv "$train.tmp" "$train"
+  mv "$test.tmp" "$test"
+  rm -f "$tsv"
+else
+  echo "kept $train and $test (use --force to rebuild)"
+fi
+
+for f in "$out"/fashion_mnist_{train,test}.h5 "$train" "$test"; do
+  "$dtrain" data inspect "$f" | sed -n '1,4p'
+done

@@ -1,0 +1,239 @@
+// Converters (IDX plain and gzip, CIFAR-10, sentence pairs), synthetic sets, the HDF5 row
+// API they write through, and `dtrain data` end to end.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <zlib.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+#include "data_test_util.h"
+#include "datasets/convert.h"
+#include "datasets/schema.h"
+
+namespace dtrain::data {
+namespace {
+
+using testing::TempDirTest;
+
+class ConvertTest : public TempDirTest {};
+
+void put_be32(std::vector<uint8_t>& v, uint32_t x) {
+  for (int s = 24; s >= 0; s -= 8) v.push_back(static_cast<uint8_t>(x >> s));
+}
+
+void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes, bool gzip) {
+  if (gzip) {
+    gzFile f = gzopen(path.c_str(), "wb");
+    gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+    gzclose(f);
+  } else {
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                                static_cast<std::streamsize>(bytes.size()));
+  }
+}
+
+// IDX images (n, 3, 2) with pixel i*6+j and labels i % 3.
+void write_idx(const std::string& images, const std::string& labels, int n, bool gzip) {
+  std::vector<uint8_t> img, lab;
+  put_be32(img, 0x803);
+  put_be32(img, static_cast<uint32_t>(n));
+  put_be32(img, 3);
+  put_be32(img, 2);
+  for (int i = 0; i < n * 6; ++i) img.push_back(static_cast<uint8_t>(i));
+  put_be32(lab, 0x801);
+  put_be32(lab, static_cast<uint32_t>(n));
+  for (int i = 0; i < n; ++i) lab.push_back(static_cast<uint8_t>(i % 3));
+  write_bytes(images, img, gzip);
+  write_bytes(labels, lab, gzip);
+}
+
+TEST_F(ConvertTest, IdxPlainAndGzip) {
+  for (bool gz : {false, true}) {
+    std::string im = file(gz ? "i.gz" : "i.idx"), lb = file(gz ? "l.gz" : "l.idx"), out = file("out.h5");
+    write_idx(im, lb, 10, gz);
+    convert_idx(im, lb, out, {"a", "b", "c"}, {4, gz ? 3 : 0});
+    io::H5File f = io::H5File::open_read(out);
+    ImageSchema s = validate_images(f, true);
+    EXPECT_EQ(s.n, 10);
+    EXPECT_EQ(s.height, 3);
+    EXPECT_EQ(s.width, 2);
+    EXPECT_EQ(s.channels, 1);
+    EXPECT_EQ(s.chunk_rows, 4);
+    EXPECT_EQ(s.classes, (std::vector<std::string>{"a", "b", "c"}));
+    EXPECT_EQ(s.filters.empty(), !gz);
+    std::vector<uint8_t> px = f.read("/images").to_vector<uint8_t>();
+    for (int i = 0; i < 60; ++i) ASSERT_EQ(px[static_cast<size_t>(i)], i);
+    EXPECT_EQ(f.read("/labels").to_vector<int64_t>()[4], 1);
+    EXPECT_NEAR(s.mean[0], 29.5 / 255.0, 1e-9);
+  }
+}
+
+TEST_F(ConvertTest, IdxErrorsNameTheFile) {
+  std::string im = file("i.idx"), lb = file("l.idx");
+  write_idx(im, lb, 10, false);
+  // Swapped arguments: wrong magic.
+  try {
+    convert_idx(lb, im, file("o.h5"), {}, {});
+    ADD_FAILURE();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find(lb), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("magic"), std::string::npos);
+  }
+  std::filesystem::resize_file(im, 40);
+  try {
+    convert_idx(im, lb, file("o.h5"), {}, {});
+    ADD_FAILURE();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(convert_idx(file("none"), lb, file("o.h5"), {}, {}), IoError);
+}
+
+TEST_F(ConvertTest, Cifar) {
+  std::vector<uint8_t> bytes;
+  for (int r = 0; r < 3; ++r) {
+    bytes.push_back(static_cast<uint8_t>(r + 7));
+    for (int c = 0; c < 3; ++c) {
+      for (int p = 0; p < 1024; ++p) bytes.push_back(static_cast<uint8_t>(c * 50 + r));
+    }
+  }
+  write_bytes(file("b1.bin"), bytes, false);
+  write_bytes(file("b2.bin"), bytes, false);
+  convert_cifar({file("b1.bin"), file("b2.bin")}, file("c.h5"), {}, {});
+  io::H5File f = io::H5File::open_read(file("c.h5"));
+  ImageSchema s = validate_images(f, true);
+  EXPECT_EQ(s.n, 6);
+  EXPECT_EQ(s.channels, 3);
+  EXPECT_EQ(s.classes.at(9), "truck");
+  Tensor row = f.read_rows("/images", 4, 1);  // file 2, record 1
+  std::vector<uint8_t> v = row.to_vector<uint8_t>();
+  EXPECT_EQ(v[0], 1);
+  EXPECT_EQ(v[1], 51);
+  EXPECT_EQ(v[2], 101);
+  EXPECT_EQ(f.read("/labels").to_vector<int64_t>(), (std::vector<int64_t>{7, 8, 9, 7, 8, 9}));
+  bytes.pop_back();
+  write_bytes(file("bad.bin"), bytes, false);
+  EXPECT_THROW(convert_cifar({file("bad.bin")}, file("d.h5"), {}, {}), IoError);
+}
+
+TEST_F(ConvertTest, PairsDedupeFilterSplitAndVocabulary) {
+  {
+    std::ofstream tsv(file("p.tsv"));
+    for (int i = 0; i < 40; ++i) tsv << "The cat " << i << ".\tDie Katze " << i << ".\n";
+    tsv << "The cat 1.\tDie Katze 1.\n";  // duplicate
+    tsv << "no tab here\n";
+    tsv << "a very long sentence that goes on and on\tkurz\n";
+    tsv << "Grüße\tGrüße aus Köln\n";
+  }
+  PairsOptions o;
+  o.max_chars = 20;
+  o.test_fraction = 0.25;
+  o.seed = 9;
+  std::string report = convert_pairs(file("p.tsv"), file("train.h5"), file("test.h5"), o, {16, 0});
+  EXPECT_NE(report.find("1 malformed"), std::string::npos) << report;
+  EXPECT_NE(report.find("1 duplicate"), std::string::npos) << report;
+  EXPECT_NE(report.find("kept 41 pairs"), std::string::npos) << report;
+  io::H5File tr = io::H5File::open_read(file("train.h5")), te = io::H5File::open_read(file("test.h5"));
+  PairSchema a = validate_pairs(tr), b = validate_pairs(te);
+  EXPECT_EQ(a.n + b.n, 41);
+  EXPECT_EQ(b.n, 10);
+  EXPECT_EQ(a.src_vocab, b.src_vocab);
+  EXPECT_EQ(std::vector<std::string>(a.src_vocab.begin(), a.src_vocab.begin() + 4), kSpecialTokens);
+  EXPECT_EQ(a.chunk_rows, 16);
+  // Deterministic by seed.
+  convert_pairs(file("p.tsv"), file("train2.h5"), file("test2.h5"), o, {16, 0});
+  io::H5File tr2 = io::H5File::open_read(file("train2.h5"));
+  EXPECT_EQ(tr.read("/src").to_vector<int32_t>(), tr2.read("/src").to_vector<int32_t>());
+  // tgt rows start with <s> and end with </s> at tgt_len - 1.
+  std::vector<int32_t> tgt = tr.read("/tgt").to_vector<int32_t>(), len = tr.read("/tgt_len").to_vector<int32_t>();
+  for (int64_t i = 0; i < a.n; ++i) {
+    EXPECT_EQ(tgt[static_cast<size_t>(i * a.tgt_max_len)], 1);
+    EXPECT_EQ(tgt[static_cast<size_t>(i * a.tgt_max_len + len[static_cast<size_t>(i)] - 1)], 2);
+  }
+  EXPECT_EQ(tokenize("The cat's toy, isn't it?"),
+            (std::vector<std::string>{"the", "cat's", "toy", ",", "isn't", "it", "?"}));
+}
+
+TEST_F(ConvertTest, SynthIsSeeded) {
+  synth_images(file("a.h5"), 50, 4, 4, 3, 5, 1, {8, 0});
+  synth_images(file("b.h5"), 50, 4, 4, 3, 5, 1, {8, 0});
+  synth_images(file("c.h5"), 50, 4, 4, 3, 5, 2, {8, 0});
+  auto pixels = [&](const char* n) { return io::H5File::open_read(file(n)).read("/images").to_vector<uint8_t>(); };
+  EXPECT_EQ(pixels("a.h5"), pixels("b.h5"));
+  EXPECT_NE(pixels("a.h5"), pixels("c.h5"));
+  io::H5File f = io::H5File::open_read(file("a.h5"));
+  EXPECT_NO_THROW(validate_images(f, true));
+  synth_pairs(file("p.h5"), 30, 5, 12, 1, {8, 0});
+  io::H5File p = io::H5File::open_read(file("p.h5"));
+  EXPECT_NO_THROW(validate_pairs(p));
+}
+
+TEST_F(ConvertTest, H5RowApi) {
+  io::H5File f = io::H5File::create(file("rows.h5"));
+  f.create_dataset("/g/x", {10, 3}, DType::I32, {4, 6, true});
+  f.write_rows("/g/x", 2, Tensor::from_vector<int32_t>({1, 2, 3, 4, 5, 6}, {2, 3}));
+  io::DatasetLayout layout = f.layout_of("/g/x");
+  EXPECT_EQ(layout.chunks, (Shape{4, 3}));
+  EXPECT_EQ(layout.filters, (std::vector<std::string>{"shuffle", "gzip(6)"}));
+  EXPECT_THROW(f.write_rows("/g/x", 9, Tensor::zeros({2, 3}, DType::I32)), IoError);
+  EXPECT_THROW(f.write_rows("/g/x", 0, Tensor::zeros({2, 3}, DType::I64)), IoError);
+  io::H5RowReader r = f.open_rows("/g/x", 1 << 20);
+  EXPECT_EQ(r.row_bytes(), 12u);
+  std::vector<int32_t> buf(6);
+  r.read(2, 2, buf.data());
+  EXPECT_EQ(buf, (std::vector<int32_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_THROW(r.read(9, 2, buf.data()), IoError);
+  f.write_strings("/v", {"<pad>", "", "grüße"});
+  EXPECT_EQ(f.read_strings("/v"), (std::vector<std::string>{"<pad>", "", "grüße"}));
+  EXPECT_THROW(f.read_strings("/g/x"), IoError);
+  f.close();
+  r.read(3, 1, buf.data());  // the reader keeps the file open
+  EXPECT_EQ(buf[0], 4);
+}
+
+struct CliRun {
+  int exit_code;
+  std::string output;
+};
+
+CliRun dtrain_cli(const std::string& args) {
+  std::string cmd = std::string(DTRAIN_BIN) + " " + args + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) return {-1, "popen failed"};
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
+  int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST_F(ConvertTest, DataCommandEndToEnd) {
+  CliRun r = dtrain_cli("data synth images --out " + file("s.h5") + " --n 20 --height 4 --width 4 --classes 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = dtrain_cli("data inspect " + file("s.h5"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("validation: OK"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("classes: 2"), std::string::npos) << r.output;
+  std::ofstream(file("bad.h5")) << "nope";
+  r = dtrain_cli("data inspect " + file("bad.h5"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("not an HDF5 file"), std::string::npos) << r.output;
+  r = dtrain_cli("data convert idx --out " + file("x.h5"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--images is required"), std::string::npos) << r.output;
+  r = dtrain_cli("data convert nope");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  for (const char* help : {"data --help", "data convert --help", "data convert idx --help", "data convert pairs --help",
+                           "data convert cifar --help", "data synth images --help", "data synth pairs --help",
+                           "data inspect --help"}) {
+    r = dtrain_cli(help);
+    EXPECT_EQ(r.exit_code, 0) << help << ": " << r.output;
+    EXPECT_NE(r.output.find("usage:"), std::string::npos) << help;
+  }
+}
+
+}  // namespace
+}  // namespace dtrain::data
