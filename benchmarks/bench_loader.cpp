@@ -10,9 +10,14 @@
 //            from memory);
 //   loader   a rank-0-of-1 Loader over whole epochs: u8 as stored without augmentation
 //            (acceptance: >= 0.8 x raw), f32 normalized, and f32 with crop+flip;
-// with samples/s, the ratio to raw, and the consumer's data-wait share.
+// with samples/s, the ratio to raw, and the consumer's data-wait share; then the rate at
+// which the small VGG training step (3x32x32, batch 64, SGD momentum, CPU) consumes
+// samples, measured in the same run, and the loader's f32+augmentation rate over it
+// (acceptance: >= 3x). A synthetic CIFAR-shaped 3x32x32 set, the small VGG's own input,
+// is benchmarked too.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -20,7 +25,11 @@
 #include <string>
 #include <vector>
 
+#include "core/autograd.h"
+#include "core/functional.h"
 #include "core/io/h5.h"
+#include "core/models/vgg.h"
+#include "core/optim/optimizer.h"
 #include "datasets/convert.h"
 #include "datasets/loader.h"
 
@@ -50,8 +59,9 @@ struct LoaderRun {
   double rate, wait_share;
 };
 
-LoaderRun loader_rate(data::LoaderConfig cfg, int epochs) {
+LoaderRun loader_rate(data::LoaderConfig cfg, int epochs, int* prefetch_used) {
   data::Loader l(cfg);
+  *prefetch_used = l.prefetch();
   const int64_t steps = l.batches_per_epoch() * epochs;
   l.next();  // first batch: pipeline start-up, not steady state
   double wait0 = l.wait_seconds();
@@ -62,15 +72,45 @@ LoaderRun loader_rate(data::LoaderConfig cfg, int epochs) {
   return {static_cast<double>(samples) / t, (l.wait_seconds() - wait0) / t};
 }
 
-void bench(const std::string& name, const std::string& path, int64_t batch, int epochs, int threads, int prefetch) {
+// Median samples/s of the small VGG training step on the CPU (what the loader must feed).
+double small_vgg_rate() {
+  Generator gen(0);
+  auto model = models::small_vgg(gen, 10);
+  optim::SGD sgd(model->named_parameters(), optim::SGD::Options{.lr = 0.01, .momentum = 0.9});
+  const int64_t batch = 64;
+  Tensor x = Tensor::empty({batch, 3, 32, 32});
+  gen.normal_(x);
+  Tensor y = Tensor::zeros({batch}, DType::I64);
+  autograd::Tape tape;
+  std::vector<double> rates;
+  for (int step = 0; step < 7; ++step) {
+    auto t0 = Clock::now();
+    sgd.zero_grad();
+    Tensor loss;
+    {
+      autograd::GradRecorder rec(tape);
+      loss = fn::softmax_cross_entropy(model->forward(x), y);
+    }
+    tape.backward(loss);
+    sgd.step();
+    loss.item<float>();
+    if (step >= 2) rates.push_back(static_cast<double>(batch) / seconds_since(t0));
+  }
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
+}
+
+void bench(const std::string& name, const std::string& path, int64_t batch, int epochs, int threads, int prefetch,
+           double vgg_rate) {
   io::H5File f = io::H5File::open_read(path);
   Shape shape = f.shape_of("/images");
   io::DatasetLayout layout = f.layout_of("/images");
   f.close();
-  std::printf("\n== %s: %s, images u8 %s, chunk rows %lld, batch %lld, %d loader thread(s), prefetch %d\n",
+  std::printf("\n== %s: %s, images u8 %s, chunk rows %lld, batch %lld, %d loader thread(s), prefetch %d (0: auto)\n",
               name.c_str(), path.c_str(), shape_str(shape).c_str(),
               static_cast<long long>(layout.chunks.empty() ? 0 : layout.chunks[0]), static_cast<long long>(batch),
               threads, prefetch);
+  int effective_prefetch = 0;
   const int64_t chunk = layout.chunks.empty() ? 64 : layout.chunks[0];
   raw_rate(path, chunk, 1);  // warm the page cache
   double raw = raw_rate(path, chunk, epochs);
@@ -80,6 +120,7 @@ void bench(const std::string& name, const std::string& path, int64_t batch, int 
     bool raw;
     data::Augment aug;
   };
+  double last_rate = 0;
   for (const Variant& v : {Variant{"loader u8, no augmentation", true, {}},
                            Variant{"loader f32 normalized", false, {}},
                            Variant{"loader f32 normalized + crop(pad 4) + flip", false, {4, true}}}) {
@@ -91,14 +132,14 @@ void bench(const std::string& name, const std::string& path, int64_t batch, int 
     cfg.prefetch = prefetch;
     cfg.raw = v.raw;
     cfg.augment = v.aug;
-    LoaderRun r = loader_rate(cfg, epochs);
+    LoaderRun r = loader_rate(cfg, epochs, &effective_prefetch);
     std::printf("%-44s %12.0f samples/s   ratio %.2f   consumer waited %.0f%% of the time\n", v.label, r.rate,
                 r.rate / raw, 100 * r.wait_share);
+    last_rate = r.rate;
   }
-  // TODO(lead): the small VGG training step's consumption rate (samples/s) on this
-  // machine goes here, from the conv stack's benchmark, with loader/VGG >= 3 required.
-  std::printf("%-44s %12s   (to be measured beside this once the conv stack lands)\n",
-              "small VGG training step consumption", "n/a");
+  std::printf("%-44s %12.0f samples/s   loader f32+augment / consumption = %.1fx\n",
+              "small VGG training step consumption", vgg_rate, last_rate / vgg_rate);
+  std::printf("(prefetch depth used: %d)\n", effective_prefetch);
 }
 
 }  // namespace
@@ -106,7 +147,7 @@ void bench(const std::string& name, const std::string& path, int64_t batch, int 
 int main(int argc, char** argv) {
   std::string fashion = "data/fashion_mnist_train.h5";
   int64_t synth_n = 2048;
-  int epochs = 3, threads = std::max(2, std::min(8, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)))), prefetch = 4;
+  int epochs = 3, threads = std::max(2, std::min(8, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)))), prefetch = 0;
   for (int i = 1; i < argc; ++i) {
     auto value = [&]() -> const char* {
       if (i + 1 >= argc) {
@@ -127,24 +168,28 @@ int main(int argc, char** argv) {
       prefetch = std::atoi(value());
     } else {
       std::fprintf(stderr,
-                   "usage: bench_loader [--fashion PATH] [--synth-n N] [--epochs E] [--threads T] [--prefetch P]\n");
+                   "usage: bench_loader [--fashion PATH] [--synth-n N] [--epochs E] [--threads T] [--prefetch P (0: auto)]\n");
       return 2;
     }
   }
   try {
+    double vgg = small_vgg_rate();
+    std::printf("small VGG training step (CPU, batch 64): %.0f samples/s\n", vgg);
     if (std::filesystem::exists(fashion)) {
-      bench("Fashion-MNIST train", fashion, 128, epochs, threads, prefetch);
+      bench("Fashion-MNIST train", fashion, 128, epochs, threads, prefetch, vgg);
     } else {
       std::printf("== Fashion-MNIST: %s not found (run scripts/prepare-data.sh); skipped\n", fashion.c_str());
     }
     std::string synth = (std::filesystem::temp_directory_path() /
                          ("dtrain_bench_loader_" + std::to_string(getpid()) + ".h5"))
                             .string();
+    data::synth_images(synth, 4 * synth_n, 32, 32, 3, 10, 7, {64, 0});
+    bench("synthetic 3x32x32 (CIFAR-shaped)", synth, 64, epochs, threads, prefetch, vgg);
     auto t0 = Clock::now();
     data::synth_images(synth, synth_n, 224, 224, 3, 10, 7, {8, 0});
     std::printf("\n(synthetic 3x224x224 set: %lld samples written in %.2f s)\n", static_cast<long long>(synth_n),
                 seconds_since(t0));
-    bench("synthetic 3x224x224", synth, 64, std::max(1, epochs / 2), threads, prefetch);
+    bench("synthetic 3x224x224", synth, 64, std::max(1, epochs / 2), threads, prefetch, vgg);
     std::filesystem::remove(synth);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_loader: %s\n", e.what());

@@ -42,8 +42,8 @@ struct LoaderConfig {
   bool drop_last = true;
   int64_t block_rows = 0;  // 0: the file's chunk extent along N (64 for contiguous files)
   int64_t window_blocks = 0;  // 0: max(16, 2048 / block_rows), so a window holds >= 2048 rows
-  int64_t segment_rows = 0;   // 0: ceil(block_rows / 8)
-  int prefetch = 2;          // batches read ahead, >= 1
+  int64_t segment_rows = 0;   // 0: ceil(block_rows / 2)
+  int prefetch = 0;          // batches read ahead; 0: 2..8 by batch size (a ring within ~16 MiB)
   int threads = 2;           // pool threads, >= 1
   bool raw = false;          // images as stored, u8 (B, H, W, C), not normalized
   bool images_only = false;  // read an image file without labels (GANs)
@@ -85,6 +85,8 @@ class Loader {
   void seek(Position p);
   // Total seconds next() spent waiting for data.
   double wait_seconds() const;
+  // Batches read ahead (the configured depth, or the one chosen for prefetch = 0).
+  int prefetch() const;
 
  private:
   struct Impl;

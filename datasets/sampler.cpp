@@ -17,7 +17,7 @@ BlockSampler::BlockSampler(SamplerConfig c) : config_(c) {
   DT_CHECK(c.block_rows > 0, "BlockSampler: block_rows must be positive, got ", c.block_rows);
   DT_CHECK(c.window_blocks > 0, "BlockSampler: window_blocks must be positive, got ", c.window_blocks);
   DT_CHECK(c.segment_rows >= 0, "BlockSampler: segment_rows must be >= 0, got ", c.segment_rows);
-  if (config_.segment_rows == 0) config_.segment_rows = std::max<int64_t>(1, (c.block_rows + 7) / 8);
+  if (config_.segment_rows == 0) config_.segment_rows = std::max<int64_t>(1, (c.block_rows + 1) / 2);
   config_.segment_rows = std::min(config_.segment_rows, config_.block_rows);
   DT_CHECK(!c.drop_last || global_batch() <= c.num_samples, "BlockSampler: a global batch of ", global_batch(),
            " samples (", c.world_size, " ranks x ", c.batch_size, ") is larger than the dataset (", c.num_samples,

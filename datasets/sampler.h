@@ -38,7 +38,7 @@ struct SamplerConfig {
   int rank = 0;
   int64_t block_rows = 64;     // set to the file's chunk extent along N
   int64_t window_blocks = 16;  // blocks whose segments are shuffled together
-  int64_t segment_rows = 0;    // 0: ceil(block_rows / 8)
+  int64_t segment_rows = 0;    // 0: ceil(block_rows / 2)
   uint64_t seed = 0;
   bool shuffle = true;    // false: the file's order, one contiguous range per batch
   bool drop_last = true;  // see Note [Epoch stream]
