@@ -17,6 +17,7 @@ TEST_P(GradCheck, MatchesCentralDifferences) {
   for (const InputSpec& s : c.inputs) diff.push_back(is_differentiable_input(s));
   GradCheckOptions opt;
   opt.kink = c.kink;
+  opt.at_kink = c.at_kink;
   EXPECT_TRUE(check_gradients(c.f, inputs, diff, opt)) << "op " << c.name;
 }
 
@@ -60,6 +61,20 @@ TEST(GradCheckSelf, SkipsKinks) {
   auto result = check_gradients([](const std::vector<Tensor>& v) { return fn::relu(v[0]); }, {x}, {true}, opt);
   EXPECT_TRUE(result);
   EXPECT_NE(std::string(result.message()).find("1 skipped"), std::string::npos) << result.message();
+}
+
+// A max-pool window holding two values closer than the finite-difference step: across
+// the tie the numeric derivative is half of each side's, so an unskipped check must fail,
+// and skipping tied elements must pass and say how many it skipped.
+TEST(GradCheckSelf, MaxPoolTiesAreKinksAndAreSkipped) {
+  Tensor x = Tensor::from_vector<double>({0.5, 2.0, 2.0 + 1e-9, -1.0, 0.1, 0.2, 0.3, 0.4}, {1, 2, 2, 2});
+  TensorFn pool = [](const std::vector<Tensor>& v) { return fn::max_pool2d(v[0], 2, 2); };
+  EXPECT_FALSE(check_gradients(pool, {x.clone()}, {true}));
+  GradCheckOptions opt;
+  opt.at_kink = [](size_t, int64_t j, const std::vector<Tensor>& in, double r) { return max_pool_tie(4, j, in, r); };
+  auto result = check_gradients(pool, {x.clone()}, {true}, opt);
+  EXPECT_TRUE(result);
+  EXPECT_NE(std::string(result.message()).find("2 skipped"), std::string::npos) << result.message();
 }
 
 }  // namespace

@@ -4,8 +4,9 @@
 //
 // f maps input tensors to any output; the checker reduces it to a scalar with a fixed
 // random projection, L = sum(f(x) * R), so every output element's gradient is exercised.
-// Elements within `kink_range` of a kink (ReLU's 0, a max-pool tie) are skipped, since a
-// finite difference across a kink measures neither side. Tolerance per element:
+// Elements within `kink_range` of a kink are skipped, since a finite difference across a
+// kink measures neither side: a fixed point (`kink`, ReLU's 0) or an element-specific one
+// (`at_kink`, e.g. a max-pool element within range of a rival in its window: a tie). Tolerance per element:
 // threshold * max(|analytic|, |numeric|, 1).
 #include <gtest/gtest.h>
 
@@ -26,6 +27,8 @@ struct GradCheckOptions {
   double threshold = 1e-6;
   std::optional<double> kink;  // a point where the function is not differentiable
   double kink_range = 1e-3;
+  // Whether element `element` of input `input` sits at a kink given the current values.
+  std::function<bool(size_t input, int64_t element, const std::vector<Tensor>& inputs, double range)> at_kink;
   uint64_t seed = 1701;
 };
 
@@ -77,7 +80,8 @@ inline ::testing::AssertionResult check_gradients(const TensorFn& f, std::vector
     double* xd = x.data<double>();
     for (int64_t j = 0; j < x.numel(); ++j) {
       double orig = xd[j];
-      if (opt.kink && std::fabs(orig - *opt.kink) < opt.kink_range) {
+      if ((opt.kink && std::fabs(orig - *opt.kink) < opt.kink_range) ||
+          (opt.at_kink && opt.at_kink(i, j, inputs, opt.kink_range))) {
         ++skipped;
         continue;
       }
@@ -101,6 +105,18 @@ inline ::testing::AssertionResult check_gradients(const TensorFn& f, std::vector
   if (checked == 0) return ::testing::AssertionFailure() << "no element was checked (" << skipped << " skipped at kinks)";
   if (bad) return ::testing::AssertionFailure() << bad << " of " << checked << " gradient elements differ" << failures.str();
   return ::testing::AssertionSuccess() << checked << " elements checked, " << skipped << " skipped at kinks";
+}
+
+// Max-pool kinks: element j of input 0 ties (within `range`) with another element of its
+// (n, c) plane of `plane` elements. Conservative: any element of the plane counts as a
+// rival, whether or not the two share a window.
+inline bool max_pool_tie(int64_t plane, int64_t j, const std::vector<Tensor>& inputs, double range) {
+  const double* x = inputs[0].data<double>();
+  int64_t start = j / plane * plane;
+  for (int64_t k = start; k < start + plane; ++k) {
+    if (k != j && std::fabs(x[k] - x[j]) < range) return true;
+  }
+  return false;
 }
 
 }  // namespace dtrain::testing

@@ -11,6 +11,7 @@
 
 #include "core/functional.h"
 #include "core/rng.h"
+#include "tests/support/gradcheck.h"
 
 namespace dtrain::testing {
 
@@ -28,6 +29,8 @@ struct OpCase {
   std::function<Tensor(const std::vector<Tensor>&)> f;
   bool differentiable = true;
   std::optional<double> kink = std::nullopt;
+  // Element-specific kinks (see GradCheckOptions::at_kink).
+  std::function<bool(size_t, int64_t, const std::vector<Tensor>&, double)> at_kink = nullptr;
 };
 
 inline bool is_differentiable_input(const InputSpec& s) { return s.kind != InputKind::Labels; }
@@ -94,10 +97,13 @@ inline const std::vector<OpCase>& op_cases() {
        [](V x) { return fn::conv_transpose2d(x[0], x[1], x[2], 2, 1, 1); }},
       {"conv_transpose2d_nobias", {{{2, 2, 2, 3}}, {{2, 1, 2, 2}}},
        [](V x) { return fn::conv_transpose2d(x[0], x[1], Tensor(), 1, 0, 0); }},
-      // Max pooling is not differentiable where two window elements tie; normal inputs
-      // have no ties closer than the checker's eps, so no kink needs skipping.
-      {"max_pool2d", {{{2, 2, 4, 4}}}, [](V x) { return fn::max_pool2d(x[0], 2, 2); }},
-      {"max_pool2d_overlap_pad", {{{1, 2, 5, 5}}}, [](V x) { return fn::max_pool2d(x[0], 3, 2, 1); }},
+      // Max pooling is not differentiable where two window elements tie: elements within
+      // the kink range of a rival in their plane are skipped.
+      {"max_pool2d", {{{2, 2, 4, 4}}}, [](V x) { return fn::max_pool2d(x[0], 2, 2); }, true, std::nullopt,
+       [](size_t i, int64_t j, const std::vector<Tensor>& in, double r) { return i == 0 && max_pool_tie(16, j, in, r); }},
+      {"max_pool2d_overlap_pad", {{{1, 2, 5, 5}}}, [](V x) { return fn::max_pool2d(x[0], 3, 2, 1); }, true,
+       std::nullopt,
+       [](size_t i, int64_t j, const std::vector<Tensor>& in, double r) { return i == 0 && max_pool_tie(25, j, in, r); }},
       {"avg_pool2d_pad", {{{1, 2, 5, 5}}}, [](V x) { return fn::avg_pool2d(x[0], 3, 2, 1); }},
       {"adaptive_avg_pool2d", {{{2, 2, 5, 5}}}, [](V x) { return fn::adaptive_avg_pool2d(x[0], 3, 3); }},
       // Batch norm: the running statistics are buffers (not differentiated) made fresh in
