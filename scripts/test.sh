@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh Debian 12 machine: installs the packages, builds
 # (with the CUDA backend when nvcc is present), converts the real datasets and runs every
-# CTest test. Tests that
-# need a GPU are reported as skipped, with the reason, where none is usable.
+# CTest test. Tests that need a GPU are reported as skipped, with the reason, where none
+# is usable.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/install-deps.sh"
