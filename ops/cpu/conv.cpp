@@ -31,26 +31,6 @@
 
 namespace dtrain::ops::detail {
 
-void check_conv_geom(const char* kernel, const Conv2dGeom& g) {
-  check_size(kernel, "n", g.n);
-  check_size(kernel, "c_in", g.c_in);
-  check_size(kernel, "h", g.h);
-  check_size(kernel, "w", g.w);
-  check_size(kernel, "c_out", g.c_out);
-  check_size(kernel, "pad_h", g.pad_h);
-  check_size(kernel, "pad_w", g.pad_w);
-  if (g.kh < 1 || g.kw < 1) {
-    invalid(kernel, "kernel size must be >= 1, got " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
-  }
-  if (g.stride_h < 1 || g.stride_w < 1) {
-    invalid(kernel, "stride must be >= 1, got " + std::to_string(g.stride_h) + "x" + std::to_string(g.stride_w));
-  }
-  if (g.h + 2 * g.pad_h < g.kh || g.w + 2 * g.pad_w < g.kw) {
-    invalid(kernel, "kernel " + std::to_string(g.kh) + "x" + std::to_string(g.kw) + " is larger than the padded input " +
-                        std::to_string(g.h + 2 * g.pad_h) + "x" + std::to_string(g.w + 2 * g.pad_w));
-  }
-}
-
 namespace {
 
 // ---- im2col path ------------------------------------------------------------------------

@@ -9,10 +9,6 @@
 
 namespace dtrain::ops::detail {
 
-// Throws std::invalid_argument for a geometry no convolution has (negative sizes, zero
-// stride or kernel, a kernel larger than the padded input).
-void check_conv_geom(const char* kernel, const Conv2dGeom& g);
-
 // im2col + gemm (col2im for the data gradient), one image at a time.
 template <typename T> void conv2d_forward_im2col(const Conv2dGeom& g, const T* x, const T* w, T* y);
 template <typename T> void conv2d_backward_data_im2col(const Conv2dGeom& g, const T* w, const T* gy, T* gx);

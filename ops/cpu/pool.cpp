@@ -19,42 +19,10 @@ namespace dtrain::ops::cpu {
 
 using detail::check_ptr;
 using detail::check_size;
+using detail::check_pool_geom;
+using detail::check_adaptive_geom;
 
 namespace {
-
-void check_pool_geom(const char* kernel, const Pool2dGeom& g) {
-  check_size(kernel, "n", g.n);
-  check_size(kernel, "c", g.c);
-  check_size(kernel, "h", g.h);
-  check_size(kernel, "w", g.w);
-  check_size(kernel, "pad_h", g.pad_h);
-  check_size(kernel, "pad_w", g.pad_w);
-  if (g.kh < 1 || g.kw < 1) {
-    detail::invalid(kernel, "kernel size must be >= 1, got " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
-  }
-  if (g.stride_h < 1 || g.stride_w < 1) {
-    detail::invalid(kernel,
-                    "stride must be >= 1, got " + std::to_string(g.stride_h) + "x" + std::to_string(g.stride_w));
-  }
-  if (g.h + 2 * g.pad_h < g.kh || g.w + 2 * g.pad_w < g.kw) {
-    detail::invalid(kernel, "kernel " + std::to_string(g.kh) + "x" + std::to_string(g.kw) +
-                                " is larger than the padded input " + std::to_string(g.h + 2 * g.pad_h) + "x" +
-                                std::to_string(g.w + 2 * g.pad_w));
-  }
-}
-
-void check_adaptive_geom(const char* kernel, const AdaptivePoolGeom& g) {
-  check_size(kernel, "n", g.n);
-  check_size(kernel, "c", g.c);
-  check_size(kernel, "h", g.h);
-  check_size(kernel, "w", g.w);
-  if (g.h_out < 1 || g.w_out < 1) {
-    detail::invalid(kernel, "output size must be >= 1, got " + std::to_string(g.h_out) + "x" + std::to_string(g.w_out));
-  }
-  if ((g.h == 0 || g.w == 0) && g.n * g.c > 0) {
-    detail::invalid(kernel, "input planes are empty (" + std::to_string(g.h) + "x" + std::to_string(g.w) + ")");
-  }
-}
 
 // The input rows (or columns) of window o: [lo, hi), clipped to [0, in).
 struct Span {

@@ -164,45 +164,12 @@ __global__ void adaptive_avg_backward_kernel(AdaptivePoolGeom g, const T* gy, T*
   }
 }
 
-void check_pool(const char* kernel, const Pool2dGeom& g) {
-  check_size(kernel, "n", g.n);
-  check_size(kernel, "c", g.c);
-  check_size(kernel, "h", g.h);
-  check_size(kernel, "w", g.w);
-  check_size(kernel, "pad_h", g.pad_h);
-  check_size(kernel, "pad_w", g.pad_w);
-  if (g.kh < 1 || g.kw < 1) {
-    invalid(kernel, "kernel size must be >= 1, got " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
-  }
-  if (g.stride_h < 1 || g.stride_w < 1) {
-    invalid(kernel, "stride must be >= 1, got " + std::to_string(g.stride_h) + "x" + std::to_string(g.stride_w));
-  }
-  if (g.h + 2 * g.pad_h < g.kh || g.w + 2 * g.pad_w < g.kw) {
-    invalid(kernel, "the window (" + std::to_string(g.kh) + "x" + std::to_string(g.kw) +
-                        ") is larger than the padded input (" + std::to_string(g.h + 2 * g.pad_h) + "x" +
-                        std::to_string(g.w + 2 * g.pad_w) + ")");
-  }
-}
-
-void check_adaptive(const char* kernel, const AdaptivePoolGeom& g) {
-  check_size(kernel, "n", g.n);
-  check_size(kernel, "c", g.c);
-  check_size(kernel, "h", g.h);
-  check_size(kernel, "w", g.w);
-  if (g.h_out < 1 || g.w_out < 1) {
-    invalid(kernel, "output size must be >= 1, got " + std::to_string(g.h_out) + "x" + std::to_string(g.w_out));
-  }
-  if ((g.h == 0 || g.w == 0) && g.n * g.c > 0) {
-    invalid(kernel, "input planes are empty (" + std::to_string(g.h) + "x" + std::to_string(g.w) + ")");
-  }
-}
-
 }  // namespace
 
 template <typename T>
 void max_pool2d_forward(const Pool2dGeom& g, const T* x, T* y, int32_t* argmax, Exec ex) {
   const char* kernel = "cuda::max_pool2d_forward";
-  check_pool(kernel, g);
+  ::dtrain::ops::detail::check_pool_geom(kernel, g);
   check_ptr(kernel, "x", x, g.x_numel());
   check_ptr(kernel, "y", y, g.y_numel());
   check_ptr(kernel, "argmax", argmax, g.y_numel());
@@ -216,7 +183,7 @@ void max_pool2d_forward(const Pool2dGeom& g, const T* x, T* y, int32_t* argmax, 
 template <typename T>
 void max_pool2d_backward(const Pool2dGeom& g, const T* gy, const int32_t* argmax, T* gx, Exec ex) {
   const char* kernel = "cuda::max_pool2d_backward";
-  check_pool(kernel, g);
+  ::dtrain::ops::detail::check_pool_geom(kernel, g);
   check_ptr(kernel, "gy", gy, g.y_numel());
   check_ptr(kernel, "argmax", argmax, g.y_numel());
   check_ptr(kernel, "gx", gx, g.x_numel());
@@ -229,7 +196,7 @@ void max_pool2d_backward(const Pool2dGeom& g, const T* gy, const int32_t* argmax
 template <typename T>
 void avg_pool2d_forward(const Pool2dGeom& g, const T* x, T* y, Exec ex) {
   const char* kernel = "cuda::avg_pool2d_forward";
-  check_pool(kernel, g);
+  ::dtrain::ops::detail::check_pool_geom(kernel, g);
   check_ptr(kernel, "x", x, g.x_numel());
   check_ptr(kernel, "y", y, g.y_numel());
   const int64_t total = g.y_numel();
@@ -241,7 +208,7 @@ void avg_pool2d_forward(const Pool2dGeom& g, const T* x, T* y, Exec ex) {
 template <typename T>
 void avg_pool2d_backward(const Pool2dGeom& g, const T* gy, T* gx, Exec ex) {
   const char* kernel = "cuda::avg_pool2d_backward";
-  check_pool(kernel, g);
+  ::dtrain::ops::detail::check_pool_geom(kernel, g);
   check_ptr(kernel, "gy", gy, g.y_numel());
   check_ptr(kernel, "gx", gx, g.x_numel());
   const int64_t total = g.x_numel();
@@ -253,7 +220,7 @@ void avg_pool2d_backward(const Pool2dGeom& g, const T* gy, T* gx, Exec ex) {
 template <typename T>
 void adaptive_avg_pool2d_forward(const AdaptivePoolGeom& g, const T* x, T* y, Exec ex) {
   const char* kernel = "cuda::adaptive_avg_pool2d_forward";
-  check_adaptive(kernel, g);
+  ::dtrain::ops::detail::check_adaptive_geom(kernel, g);
   check_ptr(kernel, "x", x, g.x_numel());
   check_ptr(kernel, "y", y, g.y_numel());
   const int64_t total = g.y_numel();
@@ -265,7 +232,7 @@ void adaptive_avg_pool2d_forward(const AdaptivePoolGeom& g, const T* x, T* y, Ex
 template <typename T>
 void adaptive_avg_pool2d_backward(const AdaptivePoolGeom& g, const T* gy, T* gx, Exec ex) {
   const char* kernel = "cuda::adaptive_avg_pool2d_backward";
-  check_adaptive(kernel, g);
+  ::dtrain::ops::detail::check_adaptive_geom(kernel, g);
   check_ptr(kernel, "gy", gy, g.y_numel());
   check_ptr(kernel, "gx", gx, g.x_numel());
   const int64_t total = g.x_numel();
