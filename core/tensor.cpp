@@ -221,12 +221,30 @@ void Tensor::zero_grad() {
   if (impl().grad) Tensor(impl().grad).zero_();
 }
 
-void Tensor::register_grad_ready_hook(GradReadyHook hook) {
+GradReadyHookHandle Tensor::register_grad_ready_hook(GradReadyHook hook) {
   DT_CHECK(is_leaf() && requires_grad(), "register_grad_ready_hook: only leaves that require grad have ready-hooks");
-  impl().ready_hooks.push_back(std::move(hook));
+  TensorImpl& t = impl();
+  t.ready_hooks.push_back(std::move(hook));
+  t.ready_hook_handles.push_back(t.next_ready_hook_handle);
+  return t.next_ready_hook_handle++;
 }
 
-void Tensor::clear_grad_ready_hooks() { impl().ready_hooks.clear(); }
+bool Tensor::remove_grad_ready_hook(GradReadyHookHandle handle) {
+  TensorImpl& t = impl();
+  for (size_t i = 0; i < t.ready_hook_handles.size(); ++i) {
+    if (t.ready_hook_handles[i] == handle) {
+      t.ready_hooks.erase(t.ready_hooks.begin() + static_cast<std::ptrdiff_t>(i));
+      t.ready_hook_handles.erase(t.ready_hook_handles.begin() + static_cast<std::ptrdiff_t>(i));
+      return true;
+    }
+  }
+  return false;
+}
+
+void Tensor::clear_grad_ready_hooks() {
+  impl().ready_hooks.clear();
+  impl().ready_hook_handles.clear();
+}
 
 #define DT_INSTANTIATE(T)                                                                        \
   template Tensor Tensor::from_vector<T>(const std::vector<T>&, const Shape&, Device);           \

@@ -42,6 +42,9 @@ class Tensor;
 // Called once per backward pass when a parameter's gradient is final (every use of the
 // parameter on the tape has been processed). The argument is the parameter.
 using GradReadyHook = std::function<void(const Tensor& param)>;
+// Identifies one registered hook, for removal by its owner (e.g. the Reducer's destructor)
+// without touching hooks others registered. 0 is never a valid handle.
+using GradReadyHookHandle = uint64_t;
 
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
@@ -53,6 +56,8 @@ struct TensorImpl {
   bool is_leaf = true;  // false for outputs of recorded ops
   std::shared_ptr<TensorImpl> grad;
   std::vector<GradReadyHook> ready_hooks;
+  std::vector<GradReadyHookHandle> ready_hook_handles;  // parallel to ready_hooks
+  GradReadyHookHandle next_ready_hook_handle = 1;
 };
 
 class Tensor {
@@ -117,7 +122,10 @@ class Tensor {
   Tensor grad() const { return Tensor(impl().grad); }
   void set_grad(const Tensor& grad);
   void zero_grad();  // zeros the gradient in place (keeps its memory)
-  void register_grad_ready_hook(GradReadyHook hook);
+  // Hooks fire in registration order (core/autograd.h, Note [Ready-hooks]).
+  GradReadyHookHandle register_grad_ready_hook(GradReadyHook hook);
+  // Removes the hook `handle` names; false when it is not (or no longer) registered.
+  bool remove_grad_ready_hook(GradReadyHookHandle handle);
   void clear_grad_ready_hooks();
 
   // Identity (two handles to the same tensor compare equal).

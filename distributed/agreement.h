@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/nn/module.h"
 #include "distributed/process_group.h"
 
 namespace dtrain::dist {

@@ -29,6 +29,7 @@
 namespace dtrain::dist {
 
 enum class ReduceOp { Sum, Average, Max };
+std::string reduce_op_name(ReduceOp op);  // "sum", "average", "max"
 
 // A collective in flight.
 class Work {
@@ -52,6 +53,10 @@ class ProcessGroup {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual std::string backend() const = 0;  // "mpi", "nccl", "threads"
+  // Where this group's tensors live: the CPU for MPI and threads, the group's CUDA device
+  // for NCCL (collectives a caller makes on its own, like the agreement check, put their
+  // buffers here).
+  virtual Device device() const { return Device::cpu(); }
 
   // In place on `t` (contiguous f32/f64/i32/i64/u8 on the backend's device kind).
   // Average divides the sum by size() (floating types only).
@@ -67,7 +72,10 @@ class ProcessGroup {
 // ---- backends ------------------------------------------------------------------------
 
 // A group over an MPI communicator (an MPI_Comm passed as its integer/pointer handle, so
-// this header needs no mpi.h). MPI must be initialized; the group does not finalize it.
+// this header needs no mpi.h: with Open MPI, `reinterpret_cast<void*>(MPI_COMM_WORLD)`).
+// MPI must be initialized; the group does not finalize it. Collective over `mpi_comm`
+// (it duplicates the communicator, so its traffic never mixes with the caller's, and
+// sets MPI_ERRORS_RETURN on the duplicate); destroy it before MPI_Finalize.
 std::unique_ptr<ProcessGroup> make_mpi_group(void* mpi_comm);
 
 // `world` groups whose ranks are threads of this process: group i is rank i. Each group

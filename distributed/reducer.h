@@ -4,8 +4,11 @@
 // Note [Bucket order]: parameters are assigned to flat buckets in reverse registration
 // order (backward produces the gradients of the last layers first), the first bucket
 // capped at `first_bucket_bytes` (so communication starts early) and the others at
-// `bucket_bytes`; a bucket holds one dtype and one device. The layout is fixed at
-// construction, identical on every rank (checked by distributed/agreement.h).
+// `bucket_bytes`; a bucket holds one dtype and one device (with several dtypes/devices,
+// the first bucket of each has the small cap). A parameter larger than the cap gets a
+// bucket of its own. Parameters that do not require grad get no bucket (they are still
+// broadcast). The layout is fixed at construction, identical on every rank (checked by
+// distributed/agreement.h).
 //
 // Each parameter's autograd ready-hook (core/autograd.h, Note [Ready-hooks]) copies its
 // gradient into its bucket slice, multiplied by 1/world during the copy. When every
@@ -17,8 +20,10 @@
 //
 // Parameters that received no gradient in a backward (unused this step) have zeros
 // (core's ready-hooks fire for every parameter used on the tape; a parameter absent from
-// the tape entirely is filled with zeros in finalize()), so every rank reduces the same
-// buckets every step and there is no "unused parameter" failure mode.
+// the tape entirely contributes, in finalize(), its local gradient if it has one, e.g.
+// accumulated in an earlier micro-batch, and zeros otherwise), so every rank reduces the
+// same buckets every step and there is no "unused parameter" failure mode. A hook
+// firing twice before finalize() (two synchronizing backwards) is a DistributedError.
 //
 // Gradient accumulation: with set_sync(false), hooks do nothing and gradients accumulate
 // locally across micro-batches; set_sync(true) before the last micro-batch's backward
@@ -64,7 +69,8 @@ class Reducer {
 
   const std::vector<BucketInfo>& buckets() const;
   // One line per bucket ("bucket 0: 3 params, 1048576 bytes, f32 on cpu: a, b, c"): the
-  // layout hashed by the pre-flight agreement check.
+  // layout hashed by the pre-flight agreement check. It names the device kind ("cuda"),
+  // not the index, so ranks driving different GPUs of a node agree.
   std::string layout() const;
   // Seconds spent waiting for all-reduces in finalize() in the last step (how much
   // communication was not hidden behind backward).

@@ -1,0 +1,397 @@
+// The training configuration: see config.h.
+#include "launcher/config.h"
+
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "core/error.h"
+
+namespace dtrain::launcher {
+
+namespace {
+
+enum class Type { Int, Float, Bool, String, FloatList };
+
+const char* type_name(Type t) {
+  switch (t) {
+    case Type::Int: return "an integer";
+    case Type::Float: return "a number";
+    case Type::Bool: return "true or false";
+    case Type::String: return "a string";
+    case Type::FloatList: return "a list of numbers";
+  }
+  return "?";
+}
+
+const char* node_type_name(const toml::node& v) {
+  switch (v.type()) {
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::table: return "a table";
+    default: return "a date/time";
+  }
+}
+
+struct Key {
+  const char* name;  // dotted: "optimizer.lr"
+  Type type;
+  const char* help;
+  std::function<void*(Config&)> ref;  // the member this key sets
+};
+
+#define DT_KEY(name, type, member, help) \
+  Key { name, Type::type, help, [](Config& c) -> void* { return &c.member; } }
+
+// The one table of keys: parsing, --set, --help and canonical() all read it. The order
+// is the order of --help and of the canonical dump.
+const std::vector<Key>& keys() {
+  static const std::vector<Key> table = {
+      DT_KEY("model.name", String, model.name,
+             "mlp | small_cnn | small_vgg | vgg16_cifar | vgg16 (docs/TRAINING.md describes each)"),
+      DT_KEY("model.classes", Int, model.classes, "output classes; 0 = the training file's class count"),
+      DT_KEY("model.hidden", Int, model.hidden,
+             "classifier hidden width; 0 = the model's default (mlp 256, small_cnn 128, small_vgg 512, "
+             "vgg16_cifar 512, vgg16 4096)"),
+      DT_KEY("model.dropout", Float, model.dropout, "dropout probability in the VGG classifiers, in [0, 1)"),
+      DT_KEY("model.batch_norm", Bool, model.batch_norm, "vgg16, vgg16_cifar: BatchNorm2d after each convolution"),
+      DT_KEY("data.train", String, data.train,
+             "training file (HDF5 image classification, docs/DATASETS.md); relative paths are "
+             "relative to the working directory. Required"),
+      DT_KEY("data.test", String, data.test, "test file for evaluation; \"\" = no evaluation"),
+      DT_KEY("data.augment.pad_crop", Int, data.pad_crop, "random crop after zero padding by N pixels (0 = off)"),
+      DT_KEY("data.augment.hflip", Bool, data.hflip, "random horizontal flips"),
+      DT_KEY("data.workers", Int, data.workers, "loader threads per rank"),
+      DT_KEY("batch_size", Int, batch_size, "samples per rank per micro-batch (global batch: ranks x this x grad_accum)"),
+      DT_KEY("epochs", Int, epochs, "passes over the training set (ignored when steps > 0)"),
+      DT_KEY("steps", Int, steps, "optimizer steps to train; 0 = epochs x steps per epoch"),
+      DT_KEY("grad_accum", Int, grad_accum, "micro-batches per optimizer step (gradients sync on the last)"),
+      DT_KEY("seed", Int, seed, "initialization, data order, augmentation and dropout streams"),
+      DT_KEY("optimizer.name", String, optimizer.name, "sgd | adam | adamw"),
+      DT_KEY("optimizer.lr", Float, optimizer.lr, "peak learning rate"),
+      DT_KEY("optimizer.momentum", Float, optimizer.momentum, "sgd momentum"),
+      DT_KEY("optimizer.nesterov", Bool, optimizer.nesterov, "sgd Nesterov momentum (needs momentum > 0)"),
+      DT_KEY("optimizer.weight_decay", Float, optimizer.weight_decay,
+             "L2 penalty (sgd, adam) or decoupled decay (adamw)"),
+      DT_KEY("optimizer.betas", FloatList, optimizer.betas, "adam, adamw: [beta1, beta2]"),
+      DT_KEY("optimizer.eps", Float, optimizer.eps, "adam, adamw: denominator epsilon"),
+      DT_KEY("schedule.name", String, schedule.name,
+             "constant | step (lr x gamma^(step / step_size)) | cosine (linear warm-up, then half "
+             "cosine to min_lr at the last step)"),
+      DT_KEY("schedule.warmup", Int, schedule.warmup, "cosine: warm-up steps"),
+      DT_KEY("schedule.min_lr", Float, schedule.min_lr, "cosine: rate at the last step"),
+      DT_KEY("schedule.step_size", Int, schedule.step_size, "step: steps between decays"),
+      DT_KEY("schedule.gamma", Float, schedule.gamma, "step: decay factor"),
+      DT_KEY("log.interval", Int, log_interval, "steps between progress lines and metrics records"),
+      DT_KEY("log.metrics", String, log_metrics, "JSON-lines metrics file written by rank 0; \"\" = none"),
+      DT_KEY("eval.interval", Int, eval_interval, "steps between evaluations; 0 = at the end of each epoch"),
+      DT_KEY("eval.batch_size", Int, eval_batch_size, "evaluation batch per rank; 0 = batch_size"),
+      DT_KEY("device", String, device, "cpu | cuda (cuda: the local rank's GPU, NCCL all-reduce)"),
+      DT_KEY("threads", Int, threads, "CPU kernel threads per rank; 0 = cores / ranks on this node"),
+      DT_KEY("buckets.first_mib", Float, first_bucket_mib, "size cap of the first gradient bucket, MiB"),
+      DT_KEY("buckets.mib", Float, bucket_mib, "size cap of the other gradient buckets, MiB"),
+  };
+  return table;
+}
+#undef DT_KEY
+
+const Key* find_key(const std::string& name) {
+  for (const Key& k : keys()) {
+    if (name == k.name) return &k;
+  }
+  return nullptr;
+}
+
+// "optimizer.lr" -> "optimizer"; "seed" -> "".
+std::string parent_of(const std::string& name) {
+  auto dot = name.rfind('.');
+  return dot == std::string::npos ? "" : name.substr(0, dot);
+}
+
+// The keys directly under `table` ("" = the top level), sub-tables shown as "name.*".
+std::string keys_under(const std::string& table) {
+  std::vector<std::string> names;
+  std::set<std::string> seen;
+  for (const Key& k : keys()) {
+    std::string n = k.name;
+    std::string prefix = table.empty() ? "" : table + ".";
+    if (n.rfind(prefix, 0) != 0) continue;
+    std::string rest = n.substr(prefix.size());
+    if (auto dot = rest.find('.'); dot != std::string::npos) {
+      rest.resize(dot);
+      rest.insert(rest.begin(), '[');
+      rest.push_back(']');
+    }
+    if (seen.insert(rest).second) names.push_back(rest);
+  }
+  std::string out;
+  for (const auto& n : names) {
+    if (!out.empty()) out += ", ";
+    out += n;
+  }
+  return out;
+}
+
+bool is_table_name(const std::string& name) {
+  for (const Key& k : keys()) {
+    if (std::string(k.name).rfind(name + ".", 0) == 0) return true;
+  }
+  return false;
+}
+
+std::string format_double(double v) {
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  std::string s(buf, r.ptr);
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // "n": inf, nan
+  return s;
+}
+
+std::string quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+// Sets key `k` of `c` from a TOML node; `where` names the origin for messages.
+void assign(Config& c, const Key& k, const toml::node& v, const std::string& where) {
+  auto wrong = [&]() {
+    DT_THROW(ConfigError, where, ": ", k.name, " must be ", type_name(k.type), ", got ", node_type_name(v));
+  };
+  void* p = k.ref(c);
+  switch (k.type) {
+    case Type::Int:
+      if (!v.is_integer()) wrong();
+      *static_cast<int64_t*>(p) = v.as_integer()->get();
+      break;
+    case Type::Float:
+      if (v.is_integer()) {
+        *static_cast<double*>(p) = static_cast<double>(v.as_integer()->get());
+      } else if (v.is_floating_point()) {
+        *static_cast<double*>(p) = v.as_floating_point()->get();
+      } else {
+        wrong();
+      }
+      break;
+    case Type::Bool:
+      if (!v.is_boolean()) wrong();
+      *static_cast<bool*>(p) = v.as_boolean()->get();
+      break;
+    case Type::String:
+      if (!v.is_string()) wrong();
+      *static_cast<std::string*>(p) = v.as_string()->get();
+      break;
+    case Type::FloatList: {
+      if (!v.is_array()) wrong();
+      std::vector<double> out;
+      for (const toml::node& e : *v.as_array()) {
+        if (e.is_integer()) {
+          out.push_back(static_cast<double>(e.as_integer()->get()));
+        } else if (e.is_floating_point()) {
+          out.push_back(e.as_floating_point()->get());
+        } else {
+          wrong();
+        }
+      }
+      *static_cast<std::vector<double>*>(p) = std::move(out);
+      break;
+    }
+  }
+}
+
+// Walks a parsed table, assigning every leaf; unknown keys are errors.
+void walk(Config& c, const toml::table& t, const std::string& prefix, const std::string& source,
+          std::map<std::string, std::string>& origin) {
+  for (auto&& [key, node] : t) {
+    std::string name = prefix.empty() ? std::string(key.str()) : prefix + "." + std::string(key.str());
+    if (node.is_table()) {
+      if (!is_table_name(name)) {
+        DT_THROW(ConfigError, source, ": unknown table [", name, "]; the tables and keys ",
+                 prefix.empty() ? "at the top level" : "in [" + prefix + "]", " are: ", keys_under(prefix),
+                 " (run 'dtrain train --help' for all keys)");
+      }
+      walk(c, *node.as_table(), name, source, origin);
+      continue;
+    }
+    const Key* k = find_key(name);
+    if (!k) {
+      if (is_table_name(name)) {
+        std::string sub = keys_under(name);
+        DT_THROW(ConfigError, source, ": '", name, "' is a table, not a value: set its keys (", sub, "), e.g. ",
+                 name, ".", sub.substr(0, sub.find(',')), " = ...");
+      }
+      DT_THROW(ConfigError, source, ": unknown key '", name, "'; the keys ",
+               prefix.empty() ? "at the top level" : "in [" + prefix + "]", " are: ", keys_under(prefix),
+               " (run 'dtrain train --help' for all keys)");
+    }
+    assign(c, *k, node, source);
+    origin[name] = source;
+  }
+}
+
+void apply_override(Config& c, const std::string& item, std::map<std::string, std::string>& origin) {
+  auto eq = item.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    DT_THROW(ConfigError, "--set '", item, "': expected KEY=VALUE, e.g. --set optimizer.lr=0.05");
+  }
+  std::string name = item.substr(0, eq), value = item.substr(eq + 1);
+  const Key* k = find_key(name);
+  std::string where = "--set " + item;
+  if (!k) {
+    DT_THROW(ConfigError, where, ": unknown key '", name, "'; the keys ",
+             parent_of(name).empty() ? "at the top level" : "in [" + parent_of(name) + "]", " are: ",
+             keys_under(is_table_name(parent_of(name)) ? parent_of(name) : ""),
+             " (run 'dtrain train --help' for all keys)");
+  }
+  if (k->type == Type::String && (value.empty() || value[0] != '"')) {
+    *static_cast<std::string*>(k->ref(c)) = value;  // bare text is the string itself
+  } else {
+    toml::table t;
+    try {
+      t = toml::parse("v = " + value);
+    } catch (const toml::parse_error&) {
+      DT_THROW(ConfigError, where, ": ", name, " must be ", type_name(k->type), ", got '", value, "'");
+    }
+    assign(c, *k, *t.get("v"), where);
+  }
+  origin[name] = where;
+}
+
+void validate(const Config& c, const std::map<std::string, std::string>& origin) {
+  auto fail = [&](const std::string& key, const std::string& what) {
+    auto it = origin.find(key);
+    std::string where = it != origin.end() ? it->second : "the default";
+    DT_THROW(ConfigError, where, ": ", key, " ", what);
+  };
+  auto one_of = [&](const std::string& key, const std::string& v, std::initializer_list<const char*> allowed) {
+    std::string list;
+    for (const char* a : allowed) {
+      if (v == a) return;
+      list += (list.empty() ? "" : ", ") + std::string(a);
+    }
+    fail(key, "must be one of " + list + "; got '" + v + "'");
+  };
+  one_of("model.name", c.model.name, {"mlp", "small_cnn", "small_vgg", "vgg16_cifar", "vgg16"});
+  if (c.model.classes < 0) fail("model.classes", "must be >= 0 (0: from the training file)");
+  if (c.model.hidden < 0) fail("model.hidden", "must be >= 0 (0: the model's default)");
+  if (!(c.model.dropout >= 0 && c.model.dropout < 1)) fail("model.dropout", "must be in [0, 1)");
+  if (c.data.train.empty()) {
+    DT_THROW(ConfigError, c.source.empty() ? std::string("the configuration") : c.source,
+             ": data.train is required (the HDF5 training file, e.g. data/fashion_mnist_train.h5)");
+  }
+  if (c.data.pad_crop < 0) fail("data.augment.pad_crop", "must be >= 0");
+  if (c.data.workers < 1) fail("data.workers", "must be >= 1");
+  if (c.batch_size < 1) fail("batch_size", "must be >= 1");
+  if (c.epochs < 1 && c.steps == 0) fail("epochs", "must be >= 1 (or set steps)");
+  if (c.steps < 0) fail("steps", "must be >= 0");
+  if (c.grad_accum < 1) fail("grad_accum", "must be >= 1");
+  if (c.seed < 0) fail("seed", "must be >= 0");
+  one_of("optimizer.name", c.optimizer.name, {"sgd", "adam", "adamw"});
+  if (!(c.optimizer.lr > 0)) fail("optimizer.lr", "must be > 0");
+  if (!(c.optimizer.momentum >= 0)) fail("optimizer.momentum", "must be >= 0");
+  if (c.optimizer.nesterov && !(c.optimizer.momentum > 0)) fail("optimizer.nesterov", "needs optimizer.momentum > 0");
+  if (!(c.optimizer.weight_decay >= 0)) fail("optimizer.weight_decay", "must be >= 0");
+  if (c.optimizer.betas.size() != 2 || !(c.optimizer.betas[0] >= 0 && c.optimizer.betas[0] < 1) ||
+      !(c.optimizer.betas[1] >= 0 && c.optimizer.betas[1] < 1)) {
+    fail("optimizer.betas", "must be two numbers in [0, 1), e.g. [0.9, 0.999]");
+  }
+  if (!(c.optimizer.eps > 0)) fail("optimizer.eps", "must be > 0");
+  one_of("schedule.name", c.schedule.name, {"constant", "step", "cosine"});
+  if (c.schedule.warmup < 0) fail("schedule.warmup", "must be >= 0");
+  if (!(c.schedule.min_lr >= 0)) fail("schedule.min_lr", "must be >= 0");
+  if (c.schedule.step_size < 1) fail("schedule.step_size", "must be >= 1");
+  if (!(c.schedule.gamma > 0)) fail("schedule.gamma", "must be > 0");
+  if (c.log_interval < 1) fail("log.interval", "must be >= 1");
+  if (c.eval_interval < 0) fail("eval.interval", "must be >= 0 (0: at the end of each epoch)");
+  if (c.eval_batch_size < 0) fail("eval.batch_size", "must be >= 0 (0: batch_size)");
+  one_of("device", c.device, {"cpu", "cuda"});
+  if (c.threads < 0) fail("threads", "must be >= 0 (0: cores / ranks on this node)");
+  if (!(c.first_bucket_mib > 0)) fail("buckets.first_mib", "must be > 0");
+  if (!(c.bucket_mib > 0)) fail("buckets.mib", "must be > 0");
+}
+
+std::string value_text(const Config& c, const Key& k) {
+  void* p = k.ref(const_cast<Config&>(c));
+  switch (k.type) {
+    case Type::Int: return std::to_string(*static_cast<int64_t*>(p));
+    case Type::Float: return format_double(*static_cast<double*>(p));
+    case Type::Bool: return *static_cast<bool*>(p) ? "true" : "false";
+    case Type::String: return quote(*static_cast<std::string*>(p));
+    case Type::FloatList: {
+      std::string s = "[";
+      for (double v : *static_cast<std::vector<double>*>(p)) s += (s.size() > 1 ? ", " : "") + format_double(v);
+      return s + "]";
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+Config parse_config(const std::string& toml_text, const std::string& source,
+                    const std::vector<std::string>& overrides) {
+  Config c;
+  c.source = source;
+  std::map<std::string, std::string> origin;
+  toml::table t;
+  try {
+    t = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    DT_THROW(ConfigError, source, ":", e.source().begin.line, ":", e.source().begin.column,
+             ": not valid TOML: ", e.description());
+  }
+  walk(c, t, "", source, origin);
+  for (const std::string& o : overrides) apply_override(c, o, origin);
+  validate(c, origin);
+  return c;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) DT_THROW(ConfigError, "cannot read the config file '", path, "': ", std::strerror(errno));
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  std::fclose(f);
+  return parse_config(text, path, overrides);
+}
+
+std::string canonical(const Config& c) {
+  std::string out;
+  for (const Key& k : keys()) out += std::string(k.name) + " = " + value_text(c, k) + "\n";
+  return out;
+}
+
+std::string keys_help() {
+  Config defaults;
+  std::ostringstream os;
+  for (const Key& k : keys()) {
+    std::string def = value_text(defaults, k);
+    os << "  " << k.name << " = " << def << "\n      " << k.help << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace dtrain::launcher

@@ -1,0 +1,87 @@
+#pragma once
+// The training configuration: a TOML file (docs/TRAINING.md) plus `--set key=value`
+// overrides, read into a typed Config.
+//
+// Every key has a type, a default and a one-line description in one table (config.cpp,
+// kKeys), which drives parsing, `--set`, validation messages, `dtrain train --help` and
+// the canonical dump. Unknown keys, values of the wrong type and values out of range are
+// ConfigErrors naming the key and the file (or "--set"), so a typo never trains silently
+// with a default.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dtrain::launcher {
+
+struct ModelConfig {
+  std::string name = "small_cnn";  // mlp | small_cnn | small_vgg | vgg16_cifar | vgg16
+  int64_t classes = 0;             // 0: the number of classes of the training file
+  int64_t hidden = 0;              // hidden width of the classifier; 0: the model's default
+  double dropout = 0.5;            // vgg16 / vgg16_cifar classifier dropout
+  bool batch_norm = false;         // vgg16 / vgg16_cifar: BatchNorm2d after each convolution
+};
+
+struct DataConfig {
+  std::string train;          // HDF5 image classification file (docs/DATASETS.md)
+  std::string test;           // optional; "" disables evaluation
+  int64_t pad_crop = 0;       // augment.pad_crop: random crop after zero padding by this many pixels
+  bool hflip = false;         // augment.hflip: random horizontal flip
+  int64_t workers = 1;        // loader threads per rank
+};
+
+struct OptimizerConfig {
+  std::string name = "sgd";  // sgd | adam | adamw
+  double lr = 0.01;
+  double momentum = 0.0;     // sgd
+  bool nesterov = false;     // sgd
+  double weight_decay = 0.0;
+  std::vector<double> betas = {0.9, 0.999};  // adam, adamw
+  double eps = 1e-8;                         // adam, adamw
+};
+
+struct ScheduleConfig {
+  std::string name = "constant";  // constant | step | cosine
+  int64_t warmup = 0;             // cosine: linear warm-up steps
+  double min_lr = 0.0;            // cosine: final rate
+  int64_t step_size = 1000;       // step: steps between decays
+  double gamma = 0.1;             // step: decay factor
+};
+
+struct Config {
+  std::string source;  // where it was read from ("" for defaults only)
+
+  ModelConfig model;
+  DataConfig data;
+  int64_t batch_size = 64;  // per rank, per micro-batch
+  int64_t epochs = 1;
+  int64_t steps = 0;       // > 0: train exactly this many optimizer steps (overrides epochs)
+  int64_t grad_accum = 1;  // micro-batches per optimizer step
+  int64_t seed = 0;
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  int64_t log_interval = 50;   // log.interval
+  std::string log_metrics;     // log.metrics: JSON-lines path ("" none)
+  int64_t eval_interval = 0;   // eval.interval: steps; 0 = at the end of each epoch
+  int64_t eval_batch_size = 0; // eval.batch_size: 0 = batch_size
+  std::string device = "cpu";  // cpu | cuda
+  int64_t threads = 0;         // CPU threads per rank; 0 = cores / local ranks
+  double first_bucket_mib = 1.0;  // buckets.first_mib
+  double bucket_mib = 25.0;       // buckets.mib
+};
+
+// Reads `path` and applies `overrides` ("key=value", dotted keys, in order), then
+// validates. Throws ConfigError naming the key and the file or "--set" on any problem,
+// and for a missing or malformed file.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// The same from TOML text (`source` names it in messages).
+Config parse_config(const std::string& toml_text, const std::string& source,
+                    const std::vector<std::string>& overrides = {});
+
+// Every key with its value, one "key = value" line each in a fixed order (valid TOML
+// with dotted keys): the run's configuration as written to the metrics header.
+std::string canonical(const Config& c);
+
+// The keys' reference for --help: "key (type, default): description" lines.
+std::string keys_help();
+
+}  // namespace dtrain::launcher

@@ -1,0 +1,579 @@
+// The training loop: see trainer.h, Note [Trainer step].
+#include "launcher/trainer.h"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+#include <thread>
+
+#include "core/autograd.h"
+#include "core/error.h"
+#include "core/functional.h"
+#include "core/log.h"
+#include "core/models/vgg.h"
+#include "core/nn/conv.h"
+#include "core/nn/layers.h"
+#include "core/optim/lr_schedule.h"
+#include "core/optim/optimizer.h"
+#include "datasets/loader.h"
+#include "distributed/agreement.h"
+#include "distributed/reducer.h"
+#include "ops/cpu_threads.h"
+
+#ifndef DTRAIN_VERSION
+#define DTRAIN_VERSION "unknown"
+#endif
+#ifndef DTRAIN_GIT_HASH
+#define DTRAIN_GIT_HASH "unknown"
+#endif
+
+namespace dtrain::launcher {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string basename_of(const std::string& path) { return std::filesystem::path(path).filename().string(); }
+
+// ---- models ----------------------------------------------------------------------------
+
+struct BuiltModel {
+  std::shared_ptr<nn::Module> module;
+  std::string description;
+};
+
+// The models of docs/TRAINING.md for images (C, H, W) and `classes` outputs. The initial
+// values come from one stream for every rank (and rank 0's are broadcast anyway); dropout
+// masks from a stream per rank.
+BuiltModel build_model(const ModelConfig& m, int64_t channels, int64_t height, int64_t width, int64_t classes,
+                       uint64_t seed, int rank) {
+  Generator gen = Generator::derive(seed, 0, "init");
+  Generator dropout_gen = Generator::derive(seed, static_cast<uint64_t>(rank), "dropout");
+  auto c = [](int64_t v) { return static_cast<int>(v); };
+  std::ostringstream desc;
+  if (m.name == "mlp") {
+    int64_t hidden = m.hidden > 0 ? m.hidden : 256;
+    auto net = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
+        std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(channels * height * width, hidden, gen),
+        std::make_shared<nn::ReLU>(), std::make_shared<nn::Linear>(hidden, classes, gen)});
+    desc << "mlp " << channels * height * width << "-" << hidden << "-" << classes;
+    return {net, desc.str()};
+  }
+  if (m.name == "small_cnn") {
+    // conv32-relu-pool-conv64-relu-pool-fc(hidden)-relu-fc(classes), 3x3 convolutions with
+    // padding 1, 2x2 max pools; named like VGG (features.N, classifier.N).
+    DT_CHECK_AS(height >= 4 && width >= 4, ConfigError, "model.name = small_cnn needs images of at least 4x4, got ",
+                height, "x", width);
+    int64_t hidden = m.hidden > 0 ? m.hidden : 128;
+    auto features = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
+        std::make_shared<nn::Conv2d>(channels, 32, 3, gen, 1, 1), std::make_shared<nn::ReLU>(),
+        std::make_shared<nn::MaxPool2d>(2), std::make_shared<nn::Conv2d>(32, 64, 3, gen, 1, 1),
+        std::make_shared<nn::ReLU>(), std::make_shared<nn::MaxPool2d>(2)});
+    auto classifier = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
+        std::make_shared<nn::Linear>(64 * (height / 4) * (width / 4), hidden, gen), std::make_shared<nn::ReLU>(),
+        std::make_shared<nn::Linear>(hidden, classes, gen)});
+    desc << "small_cnn conv32-pool-conv64-pool-fc" << hidden << "-fc" << classes;
+    return {std::make_shared<models::Vgg>(features, nullptr, classifier), desc.str()};
+  }
+  if (m.name == "small_vgg") {
+    DT_CHECK_AS(height == width && height % 8 == 0, ConfigError,
+                "model.name = small_vgg needs square images with a side divisible by 8, got ", height, "x", width);
+    models::SmallVggConfig sc;
+    sc.in_channels = c(channels);
+    sc.image_size = c(height);
+    sc.num_classes = c(classes);
+    if (m.hidden > 0) sc.hidden = c(m.hidden);
+    desc << "small_vgg (hidden " << sc.hidden << ", " << classes << " classes)";
+    return {models::make_small_vgg(sc, gen), desc.str()};
+  }
+  // vgg16_cifar, vgg16: five 2x2 pools need at least 32x32.
+  DT_CHECK_AS(height >= 32 && width >= 32, ConfigError, "model.name = ", m.name,
+              " needs images of at least 32x32, got ", height, "x", width);
+  models::VggConfig vc = m.name == "vgg16" ? models::vgg16_config(c(classes)) : models::vgg16_cifar_config(c(classes));
+  vc.in_channels = c(channels);
+  vc.batch_norm = m.batch_norm;
+  vc.dropout = m.dropout;
+  if (m.hidden > 0) vc.hidden = c(m.hidden);
+  desc << m.name << (m.batch_norm ? " with batch norm" : "") << " (hidden " << vc.hidden << ", " << classes
+       << " classes)";
+  return {models::make_vgg(vc, gen, dropout_gen), desc.str()};
+}
+
+std::unique_ptr<optim::Optimizer> build_optimizer(const OptimizerConfig& o, const nn::NamedTensors& params) {
+  if (o.name == "sgd") {
+    optim::SGD::Options s;
+    s.lr = o.lr;
+    s.momentum = o.momentum;
+    s.nesterov = o.nesterov;
+    s.weight_decay = o.weight_decay;
+    return std::make_unique<optim::SGD>(params, s);
+  }
+  if (o.name == "adam") {
+    optim::Adam::Options a;
+    a.lr = o.lr;
+    a.beta1 = o.betas[0];
+    a.beta2 = o.betas[1];
+    a.eps = o.eps;
+    a.weight_decay = o.weight_decay;
+    return std::make_unique<optim::Adam>(params, a);
+  }
+  optim::AdamW::Options a;
+  a.lr = o.lr;
+  a.beta1 = o.betas[0];
+  a.beta2 = o.betas[1];
+  a.eps = o.eps;
+  a.weight_decay = o.weight_decay;
+  return std::make_unique<optim::AdamW>(params, a);
+}
+
+std::unique_ptr<optim::LrSchedule> build_schedule(const Config& c, int64_t total_steps) {
+  const ScheduleConfig& s = c.schedule;
+  if (s.name == "step") return std::make_unique<optim::StepLr>(c.optimizer.lr, s.step_size, s.gamma);
+  if (s.name == "cosine") return std::make_unique<optim::CosineWarmupLr>(c.optimizer.lr, s.warmup, total_steps, s.min_lr);
+  return std::make_unique<optim::ConstantLr>(c.optimizer.lr);
+}
+
+// ---- text ------------------------------------------------------------------------------
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    switch (ch) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(ch) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", ch);
+          out += buf;
+        } else {
+          out += ch;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+std::string duration_text(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  int64_t t = static_cast<int64_t>(std::llround(s));
+  char buf[32];
+  if (t >= 3600) {
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(t / 3600), static_cast<long long>(t % 3600 / 60));
+  } else if (t >= 60) {
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(t / 60), static_cast<long long>(t % 60));
+  } else {
+    std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(t));
+  }
+  return buf;
+}
+
+std::string manifest_line(const std::string& split, const data::ImageSchema& s) {
+  std::ostringstream os;
+  os << split << ": " << basename_of(s.path) << ", " << s.n << " samples of " << s.height << "x" << s.width << "x"
+     << s.channels << " u8, " << s.classes.size() << " classes; mean";
+  for (double v : s.mean) os << " " << v;
+  os << "; std";
+  for (double v : s.std) os << " " << v;
+  return os.str();
+}
+
+}  // namespace
+
+// ---- the trainer -----------------------------------------------------------------------
+
+struct Trainer::Impl {
+  Impl(const Config& c, World& w) : cfg(c), world(w), log(w.rank(), w.size()) {}
+
+  const Config cfg;
+  World& world;
+  Logger log;
+  int threads = 1;
+  BuiltModel model;
+  nn::NamedTensors params, buffers;
+  data::ImageSchema train_schema, test_schema;
+  std::unique_ptr<data::Loader> train, test;
+  std::unique_ptr<optim::Optimizer> optimizer;
+  std::unique_ptr<optim::LrSchedule> schedule;
+  std::unique_ptr<dist::Reducer> reducer;
+  int64_t micro_per_epoch = 0;  // micro-batches per rank in an epoch
+  int64_t total_steps = 0;
+  std::FILE* metrics = nullptr;
+  std::function<bool()> stop;
+  bool preflight_done = false;
+
+  ~Impl() {
+    if (metrics) std::fclose(metrics);
+  }
+
+  void setup();
+  struct Eval {
+    double accuracy = 0, loss = 0;
+    int64_t samples = 0;
+  };
+  Eval evaluate();
+  void write_metrics(const std::string& line) {
+    if (!metrics) return;
+    std::fputs(line.c_str(), metrics);
+    std::fputc('\n', metrics);
+    std::fflush(metrics);
+  }
+  bool rank0() const { return world.rank() == 0; }
+};
+
+void Trainer::Impl::setup() {
+  threads = static_cast<int>(cfg.threads);
+  if (threads == 0) {
+    // The node's cores shared among its ranks, and no more than this process may run on
+    // (mpirun binds each rank to a core when there are no more ranks than cores).
+    int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    threads = std::max(1, cores / world.local_size());
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) threads = std::max(1, std::min(threads, CPU_COUNT(&set)));
+  }
+  if (world.device().is_cpu()) ops::cpu::set_num_threads(threads);
+
+  data::LoaderConfig lc;
+  lc.path = cfg.data.train;
+  lc.batch_size = cfg.batch_size;
+  lc.world_size = world.size();
+  lc.rank = world.rank();
+  lc.seed = static_cast<uint64_t>(cfg.seed);
+  lc.threads = static_cast<int>(cfg.data.workers);
+  lc.augment.pad_crop = cfg.data.pad_crop;
+  lc.augment.hflip = cfg.data.hflip;
+  lc.device = world.device();
+  train = std::make_unique<data::Loader>(lc);
+  DT_CHECK_AS(train->kind() == data::Kind::ImageClassification, ConfigError, "data.train = ", cfg.data.train,
+              " is a ", data::kind_name(train->kind()), " file; dtrain train needs an image classification file");
+  train_schema = train->image_schema();
+  micro_per_epoch = train->batches_per_epoch();
+  int64_t global = static_cast<int64_t>(world.size()) * cfg.batch_size;
+  DT_CHECK_AS(micro_per_epoch >= cfg.grad_accum, ConfigError, "data.train has ", train_schema.n,
+              " samples: too few for an optimizer step of ", world.size(), " ranks x batch_size ", cfg.batch_size,
+              " x grad_accum ", cfg.grad_accum, " = ", global * cfg.grad_accum, " samples");
+  total_steps = cfg.steps > 0 ? cfg.steps : cfg.epochs * micro_per_epoch / cfg.grad_accum;
+  DT_CHECK_AS(cfg.schedule.name != "cosine" || cfg.schedule.warmup < total_steps, ConfigError,
+              "schedule.warmup = ", cfg.schedule.warmup, " must be smaller than the number of steps, ", total_steps);
+
+  int64_t classes = cfg.model.classes > 0 ? cfg.model.classes : train_schema.num_classes();
+  DT_CHECK_AS(classes >= train_schema.num_classes(), ConfigError, "model.classes = ", cfg.model.classes, " but ",
+              cfg.data.train, " has ", train_schema.num_classes(), " classes");
+
+  if (!cfg.data.test.empty()) {
+    data::LoaderConfig tc = lc;
+    tc.path = cfg.data.test;
+    tc.batch_size = cfg.eval_batch_size > 0 ? cfg.eval_batch_size : cfg.batch_size;
+    tc.shuffle = false;
+    tc.drop_last = false;
+    tc.augment = {};
+    test = std::make_unique<data::Loader>(tc);
+    DT_CHECK_AS(test->kind() == data::Kind::ImageClassification, ConfigError, "data.test = ", cfg.data.test,
+                " is a ", data::kind_name(test->kind()), " file; an image classification file is needed");
+    test_schema = test->image_schema();
+    DT_CHECK_AS(test_schema.height == train_schema.height && test_schema.width == train_schema.width &&
+                    test_schema.channels == train_schema.channels,
+                ConfigError, "data.test images are ", test_schema.height, "x", test_schema.width, "x",
+                test_schema.channels, " but data.train images are ", train_schema.height, "x", train_schema.width,
+                "x", train_schema.channels);
+    DT_CHECK_AS(test_schema.num_classes() <= classes, ConfigError, "data.test has ", test_schema.num_classes(),
+                " classes, the model ", classes);
+  }
+
+  model = build_model(cfg.model, train_schema.channels, train_schema.height, train_schema.width, classes,
+                      static_cast<uint64_t>(cfg.seed), world.rank());
+  model.module->to(world.device());
+  model.module->train();
+  params = model.module->named_parameters();
+  buffers = model.module->named_buffers();
+  optimizer = build_optimizer(cfg.optimizer, params);
+  schedule = build_schedule(cfg, total_steps);
+
+  if (rank0() && !cfg.log_metrics.empty()) {
+    std::filesystem::path p(cfg.log_metrics);
+    if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+    metrics = std::fopen(cfg.log_metrics.c_str(), "w");
+    DT_CHECK_AS(metrics != nullptr, IoError, "cannot write log.metrics = ", cfg.log_metrics, ": ",
+                std::strerror(errno));
+  }
+}
+
+Trainer::Trainer(const Config& config, World& world) : impl_(std::make_unique<Impl>(config, world)) {
+  std::exception_ptr error;
+  try {
+    impl_->setup();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  world.check_all_ok(error, "set-up");
+}
+
+Trainer::~Trainer() = default;
+
+int64_t Trainer::total_steps() const { return impl_->total_steps; }
+
+void Trainer::set_stop_request(std::function<bool()> stop) { impl_->stop = std::move(stop); }
+
+void Trainer::preflight() {
+  Impl& m = *impl_;
+  dist::ReducerOptions ro;
+  ro.first_bucket_bytes = static_cast<size_t>(m.cfg.first_bucket_mib * (1 << 20));
+  ro.bucket_bytes = static_cast<size_t>(m.cfg.bucket_mib * (1 << 20));
+  std::exception_ptr error;
+  try {
+    m.reducer = std::make_unique<dist::Reducer>(m.world.group(), m.params, ro);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  m.world.check_all_ok(error, "reducer set-up");
+
+  std::ostringstream training, optimizer, dataset;
+  training << "steps " << m.total_steps << ", grad_accum " << m.cfg.grad_accum << ", seed " << m.cfg.seed
+           << ", eval.interval " << m.cfg.eval_interval << ", eval.batch_size " << m.cfg.eval_batch_size
+           << ", device " << m.cfg.device;
+  optimizer << m.cfg.optimizer.name << " lr " << m.cfg.optimizer.lr << " momentum " << m.cfg.optimizer.momentum
+            << " nesterov " << m.cfg.optimizer.nesterov << " weight_decay " << m.cfg.optimizer.weight_decay
+            << " betas " << m.cfg.optimizer.betas[0] << " " << m.cfg.optimizer.betas[1] << " eps "
+            << m.cfg.optimizer.eps << "; " << m.schedule->describe();
+  dataset << manifest_line("train", m.train_schema);
+  if (m.test) dataset << "\n" << manifest_line("test", m.test_schema);
+  dataset << "\naugment pad_crop " << m.cfg.data.pad_crop << " hflip " << m.cfg.data.hflip;
+  dist::AgreementItems items = {
+      {"batch size", std::to_string(m.cfg.batch_size)},
+      {"parameters", dist::describe_parameters(m.params)},
+      {"bucket layout", m.reducer->layout()},
+      {"training length", training.str()},
+      {"optimizer", optimizer.str()},
+      {"dataset", dataset.str()},
+      {"build", std::string("dtrain ") + DTRAIN_VERSION + " (" + DTRAIN_GIT_HASH + ")"},
+  };
+  dist::check_agreement(m.world.control(), items);
+  m.preflight_done = true;
+}
+
+Trainer::Impl::Eval Trainer::Impl::evaluate() {
+  // Batch-norm running statistics differ between ranks (each saw its own batches):
+  // evaluate every shard with rank 0's, as one model would.
+  for (const auto& [name, t] : buffers) world.group().broadcast(t, 0)->synchronize();
+  model.module->eval();
+  double correct = 0, loss_sum = 0, samples = 0;
+  {
+    autograd::NoGrad no_grad;
+    int64_t n = test->batches_per_epoch();
+    for (int64_t i = 0; i < n; ++i) {
+      data::Batch b = test->next();
+      if (b.size == 0) continue;
+      Tensor logits = model.module->forward(b.images);
+      Tensor loss = fn::softmax_cross_entropy(logits, b.labels);
+      loss_sum += loss.item<float>() * static_cast<double>(b.size);
+      std::vector<float> l = logits.to(Device::cpu()).to_vector<float>();
+      std::vector<int64_t> y = b.labels.to(Device::cpu()).to_vector<int64_t>();
+      int64_t k = logits.size(1);
+      for (int64_t r = 0; r < b.size; ++r) {
+        const float* row = l.data() + r * k;
+        int64_t best = std::max_element(row, row + k) - row;
+        if (best == y[r]) correct += 1;
+      }
+      samples += static_cast<double>(b.size);
+    }
+  }
+  model.module->train();
+  Tensor sums = Tensor::from_vector<double>({correct, samples, loss_sum}, {3});
+  world.control().all_reduce(sums, dist::ReduceOp::Sum)->wait();
+  std::vector<double> s = sums.to_vector<double>();
+  Eval e;
+  e.samples = static_cast<int64_t>(s[1]);
+  e.accuracy = s[1] > 0 ? s[0] / s[1] : 0;
+  e.loss = s[1] > 0 ? s[2] / s[1] : 0;
+  return e;
+}
+
+TrainSummary Trainer::run() {
+  Impl& m = *impl_;
+  DT_CHECK(m.preflight_done, "Trainer::run before preflight()");
+  // Only now that the shapes agree: rank 0's initial values everywhere.
+  m.reducer->broadcast_from_rank0(m.buffers);
+  const Config& cfg = m.cfg;
+  const int world = m.world.size();
+  const int64_t accum = cfg.grad_accum;
+  const int64_t epochs_total = (m.total_steps * accum + m.micro_per_epoch - 1) / m.micro_per_epoch;
+
+  if (m.rank0()) {
+    std::printf("dtrain train %s: %d rank%s (%s, %s, %d thread%s per rank), %s, %lld parameters\n",
+                cfg.source.c_str(), world, world > 1 ? "s" : "", m.world.group().backend().c_str(),
+                m.world.device().str().c_str(), m.threads, m.threads > 1 ? "s" : "", m.model.description.c_str(),
+                static_cast<long long>(m.model.module->num_parameters()));
+    std::printf("data %s: %lld samples %lldx%lldx%lld; global batch %lld (%d x %lld%s); %lld steps (%lld per epoch)\n",
+                basename_of(cfg.data.train).c_str(), static_cast<long long>(m.train_schema.n),
+                static_cast<long long>(m.train_schema.height), static_cast<long long>(m.train_schema.width),
+                static_cast<long long>(m.train_schema.channels),
+                static_cast<long long>(world * cfg.batch_size * accum), world, static_cast<long long>(cfg.batch_size),
+                accum > 1 ? (" x " + std::to_string(accum) + " micro-batches").c_str() : "",
+                static_cast<long long>(m.total_steps), static_cast<long long>(m.micro_per_epoch / accum));
+    std::printf("optimizer %s; %s\n", cfg.optimizer.name.c_str(), m.schedule->describe().c_str());
+    std::fflush(stdout);
+    m.write_metrics("{\"kind\":\"header\",\"world_size\":" + std::to_string(world) + ",\"backend\":" +
+                    json_string(m.world.group().backend()) + ",\"device\":" + json_string(m.world.device().str()) +
+                    ",\"threads_per_rank\":" + std::to_string(m.threads) + ",\"steps\":" +
+                    std::to_string(m.total_steps) + ",\"steps_per_epoch\":" +
+                    std::to_string(m.micro_per_epoch / accum) + ",\"parameters\":" +
+                    std::to_string(m.model.module->num_parameters()) + ",\"build\":" +
+                    json_string(std::string(DTRAIN_VERSION) + " (" + DTRAIN_GIT_HASH + ")") +
+                    ",\"config\":" + json_string(canonical(cfg)) + "}");
+  }
+
+  TrainSummary summary;
+  auto record_eval = [&](int64_t step, double epoch, double elapsed) {
+    Impl::Eval e = m.evaluate();
+    summary.evaluated = true;
+    summary.test_accuracy = e.accuracy;
+    summary.test_loss = e.loss;
+    summary.test_samples = e.samples;
+    if (m.rank0()) {
+      std::printf("eval  step %lld/%lld | epoch %.2f | test accuracy %.2f%% (%lld samples) | test loss %.4f\n",
+                  static_cast<long long>(step), static_cast<long long>(m.total_steps), epoch, 100 * e.accuracy,
+                  static_cast<long long>(e.samples), e.loss);
+      std::fflush(stdout);
+      m.write_metrics("{\"kind\":\"eval\",\"step\":" + std::to_string(step) + ",\"epoch\":" + json_number(epoch) +
+                      ",\"test_accuracy\":" + json_number(e.accuracy) + ",\"test_loss\":" + json_number(e.loss) +
+                      ",\"test_samples\":" + std::to_string(e.samples) + ",\"time_s\":" + json_number(elapsed) + "}");
+    }
+  };
+
+  // Interval accumulators (rank 0 reports them).
+  struct Interval {
+    int64_t steps = 0;
+    double loss_sum = 0, samples = 0, wall = 0, data_wait = 0, allreduce_wait = 0, skew = 0;
+  } iv;
+  const auto start = Clock::now();
+  int64_t consumed = 0;  // micro-batches consumed by this rank
+  int64_t step = 0;
+  std::vector<std::pair<Tensor, int64_t>> losses;  // each micro-batch's mean loss, size
+  losses.reserve(static_cast<size_t>(accum));
+  while (step < m.total_steps) {
+    const auto t0 = Clock::now();
+    const double wait0 = m.train->wait_seconds();
+    const int64_t epoch_before = consumed / m.micro_per_epoch;
+    int64_t samples = 0;
+    losses.clear();
+    m.optimizer->zero_grad();
+    for (int64_t i = 0; i < accum; ++i) {
+      data::Batch b = m.train->next();
+      m.reducer->set_sync(i == accum - 1);
+      autograd::Tape tape;
+      Tensor loss, objective;
+      {
+        autograd::GradRecorder rec(tape);
+        Tensor logits = m.model.module->forward(b.images);
+        loss = fn::softmax_cross_entropy(logits, b.labels);
+        // Each micro-batch's mean loss weighs 1/accum: the step's gradient is the mean
+        // over all its samples, as one batch of accum x batch_size would give.
+        objective = accum > 1 ? fn::scale(loss, 1.0 / static_cast<double>(accum)) : loss;
+      }
+      tape.backward(objective);
+      losses.emplace_back(loss.detach(), b.size);
+      samples += b.size;
+      ++consumed;
+    }
+    m.reducer->finalize();
+    const double lr = m.schedule->lr_at(step);
+    m.optimizer->set_lr(lr);
+    m.optimizer->step();
+    double loss_sum = 0;
+    for (const auto& [l, n] : losses) loss_sum += l.item<float>() * static_cast<double>(n);
+    ++step;
+
+    const double data_wait = m.train->wait_seconds() - wait0;
+    const double allreduce_wait = m.reducer->last_wait_seconds();
+    const double busy = seconds_since(t0) - data_wait - allreduce_wait;
+    const bool stop_here = m.stop && m.stop();
+    // The step boundary: one all_gather of [loss sum, samples, busy s, stop] per rank.
+    Tensor mine = Tensor::from_vector<double>({loss_sum, static_cast<double>(samples), busy, stop_here ? 1.0 : 0.0}, {4});
+    Tensor all = Tensor::zeros({4 * static_cast<int64_t>(world)}, DType::F64);
+    m.world.control().all_gather(mine, all)->wait();
+    std::vector<double> g = all.to_vector<double>();
+    double g_loss = 0, g_samples = 0, busy_max = 0, busy_min = 1e300;
+    bool stop_all = false;
+    for (int r = 0; r < world; ++r) {
+      g_loss += g[4 * r];
+      g_samples += g[4 * r + 1];
+      busy_max = std::max(busy_max, g[4 * r + 2]);
+      busy_min = std::min(busy_min, g[4 * r + 2]);
+      stop_all = stop_all || g[4 * r + 3] != 0;
+    }
+    summary.final_loss = g_samples > 0 ? g_loss / g_samples : 0;
+
+    iv.steps += 1;
+    iv.loss_sum += g_loss;
+    iv.samples += g_samples;
+    iv.wall += seconds_since(t0);
+    iv.data_wait += data_wait;
+    iv.allreduce_wait += allreduce_wait;
+    iv.skew += busy_max - busy_min;
+    const double epoch_f = static_cast<double>(consumed) / static_cast<double>(m.micro_per_epoch);
+    const bool last = step == m.total_steps || stop_all;
+    if (m.rank0() && (step % cfg.log_interval == 0 || last)) {
+      const double n = static_cast<double>(iv.steps);
+      const double loss = iv.samples > 0 ? iv.loss_sum / iv.samples : 0;
+      const double ips = iv.wall > 0 ? iv.samples / iv.wall : 0;
+      const double eta = static_cast<double>(m.total_steps - step) * iv.wall / n;
+      const int64_t epoch_now = (consumed - 1) / m.micro_per_epoch + 1;
+      std::printf("step %lld/%lld | epoch %lld/%lld | loss %.4f | lr %.4g | %.0f img/s | data %.1f ms | "
+                  "allreduce %.1f ms | skew %.1f ms | ETA %s\n",
+                  static_cast<long long>(step), static_cast<long long>(m.total_steps),
+                  static_cast<long long>(epoch_now), static_cast<long long>(epochs_total), loss, lr, ips,
+                  1e3 * iv.data_wait / n, 1e3 * iv.allreduce_wait / n, 1e3 * iv.skew / n, duration_text(eta).c_str());
+      std::fflush(stdout);
+      m.write_metrics("{\"kind\":\"train\",\"step\":" + std::to_string(step) + ",\"epoch\":" + json_number(epoch_f) +
+                      ",\"loss\":" + json_number(loss) + ",\"lr\":" + json_number(lr) +
+                      ",\"images_per_s\":" + json_number(ips) + ",\"data_wait_s\":" + json_number(iv.data_wait / n) +
+                      ",\"allreduce_wait_s\":" + json_number(iv.allreduce_wait / n) +
+                      ",\"step_time_skew_s\":" + json_number(iv.skew / n) + ",\"steps_logged\":" +
+                      std::to_string(iv.steps) + ",\"time_s\":" + json_number(seconds_since(start)) + "}");
+      iv = Interval{};
+    }
+    if (stop_all && step < m.total_steps) {
+      summary.stopped = true;
+      if (m.rank0()) std::printf("stop requested: stopping after step %lld\n", static_cast<long long>(step));
+      break;
+    }
+    if (m.test) {
+      const bool epoch_end = consumed / m.micro_per_epoch > epoch_before;
+      const bool due = cfg.eval_interval > 0 ? step % cfg.eval_interval == 0 : epoch_end;
+      if (due || step == m.total_steps) record_eval(step, epoch_f, seconds_since(start));
+    }
+  }
+  summary.steps = step;
+  summary.seconds = seconds_since(start);
+  if (m.rank0()) {
+    if (summary.evaluated && !summary.stopped) {
+      std::printf("final test accuracy %.2f%% (test loss %.4f, %lld steps, %d rank%s, %.1f s)\n",
+                  100 * summary.test_accuracy, summary.test_loss, static_cast<long long>(step), world,
+                  world > 1 ? "s" : "", summary.seconds);
+    } else {
+      std::printf("finished %lld steps in %.1f s; final training loss %.4f\n", static_cast<long long>(step),
+                  summary.seconds, summary.final_loss);
+    }
+    std::fflush(stdout);
+  }
+  return summary;
+}
+
+}  // namespace dtrain::launcher

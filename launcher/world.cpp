@@ -1,0 +1,177 @@
+// World set-up: see world.h.
+#include "launcher/world.h"
+
+#include <mpi.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <vector>
+
+#include "core/error.h"
+#include "core/runtime.h"
+
+namespace dtrain::launcher {
+
+namespace {
+
+// Only the main thread calls MPI: the trainer issues every collective, the reducer
+// launches buckets from autograd ready-hooks that run on the thread calling backward,
+// and the loader's worker threads never touch MPI. FUNNELED is therefore enough, and
+// cheaper than MULTIPLE in Open MPI.
+constexpr int kThreadLevel = MPI_THREAD_FUNNELED;
+
+void mpi_check(int rc, const char* call) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  DT_THROW(DistributedError, call, " failed: ", std::string(msg, len));
+}
+#define WORLD_MPI(call) mpi_check((call), #call)
+
+void* handle(MPI_Comm c) { return reinterpret_cast<void*>(c); }  // Open MPI: a pointer
+
+std::string ranks_text(const std::vector<int>& ranks) {
+  std::string s = ranks.size() == 1 ? "rank " : "ranks ";
+  for (size_t i = 0; i < ranks.size(); ++i) s += (i ? ", " : "") + std::to_string(ranks[i]);
+  return s;
+}
+
+}  // namespace
+
+World::World(const std::string& device_kind) {
+  try {
+    init(device_kind);
+  } catch (...) {
+    // The set-up errors below are collective (every rank throws), so finalizing here
+    // lets every process exit cleanly instead of mpirun reporting a missing finalize.
+    group_.reset();
+    control_.reset();
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (owns_mpi_ && !finalized) MPI_Finalize();
+    throw;
+  }
+}
+
+void World::init(const std::string& device_kind) {
+  int initialized = 0;
+  WORLD_MPI(MPI_Initialized(&initialized));
+  if (!initialized) {
+    WORLD_MPI(MPI_Init_thread(nullptr, nullptr, kThreadLevel, &thread_level_));
+    owns_mpi_ = true;
+  } else {
+    WORLD_MPI(MPI_Query_thread(&thread_level_));
+  }
+  if (thread_level_ < kThreadLevel) {
+    DT_THROW(DistributedError, "MPI granted thread level ", thread_level(),
+             " but dtrain needs at least funneled (the loader runs threads next to MPI); "
+             "use an MPI build with thread support");
+  }
+  WORLD_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
+  WORLD_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+  MPI_Comm local;
+  WORLD_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local));
+  WORLD_MPI(MPI_Comm_rank(local, &local_rank_));
+  WORLD_MPI(MPI_Comm_size(local, &local_size_));
+  MPI_Comm_free(&local);
+  char name[MPI_MAX_PROCESSOR_NAME];
+  int len = 0;
+  WORLD_MPI(MPI_Get_processor_name(name, &len));
+  host_.assign(name, len);
+
+  // Errors from here on are collective: every rank learns that set-up failed.
+  control_ = dist::make_mpi_group(handle(MPI_COMM_WORLD));
+
+  // The same device kind everywhere: an MPI rank and a NCCL rank cannot reduce together.
+  int want_cuda = device_kind == "cuda" ? 1 : 0;
+  std::vector<int> kinds(size_);
+  WORLD_MPI(MPI_Allgather(&want_cuda, 1, MPI_INT, kinds.data(), 1, MPI_INT, MPI_COMM_WORLD));
+  std::vector<int> cpu_ranks, cuda_ranks;
+  for (int r = 0; r < size_; ++r) (kinds[r] ? cuda_ranks : cpu_ranks).push_back(r);
+  if (!cpu_ranks.empty() && !cuda_ranks.empty()) {
+    DT_THROW(DistributedError, "ranks disagree on the device: ", ranks_text(cpu_ranks), " chose cpu, ",
+             ranks_text(cuda_ranks), " chose cuda; give every rank the same config");
+  }
+
+  std::exception_ptr error;
+  if (want_cuda) {
+    std::string why;
+    int n = cuda::device_count(&why);
+    try {
+      if (n == 0) {
+        DT_THROW(DeviceError, "device = cuda, but host ", host_, " has no usable CUDA device (", why, ")");
+      }
+      if (n < local_size_) {
+        DT_THROW(DeviceError, "device = cuda with ", local_size_, " ranks on host ", host_, ", but it has only ", n,
+                 " CUDA device(s): start at most one rank per GPU on each node");
+      }
+      cuda::set_device(local_rank_);
+      device_ = Device::cuda(local_rank_);
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }
+  check_all_ok(error, "device set-up");
+
+  if (want_cuda) {
+    // NCCL bootstrap: rank 0's unique id travels to every rank over MPI.
+    std::vector<uint8_t> id(128);
+    if (rank_ == 0) {
+      try {
+        id = dist::nccl_unique_id();
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+    check_all_ok(error, "NCCL bootstrap");
+    DT_CHECK(id.size() == 128, "nccl_unique_id returned ", id.size(), " bytes, expected 128");
+    WORLD_MPI(MPI_Bcast(id.data(), 128, MPI_BYTE, 0, MPI_COMM_WORLD));
+    group_ = dist::make_nccl_group(rank_, size_, local_rank_, id);
+  } else {
+    group_ = dist::make_mpi_group(handle(MPI_COMM_WORLD));
+  }
+}
+
+World::~World() {
+  group_.reset();
+  control_.reset();
+  if (owns_mpi_) {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Finalize();
+  }
+}
+
+std::string World::thread_level() const {
+  switch (thread_level_) {
+    case MPI_THREAD_SINGLE: return "single";
+    case MPI_THREAD_FUNNELED: return "funneled";
+    case MPI_THREAD_SERIALIZED: return "serialized";
+    case MPI_THREAD_MULTIPLE: return "multiple";
+  }
+  return "unknown (" + std::to_string(thread_level_) + ")";
+}
+
+void World::check_all_ok(std::exception_ptr error, const std::string& phase) {
+  int mine = error ? 0 : 1;
+  std::vector<int> all(size_);
+  WORLD_MPI(MPI_Allgather(&mine, 1, MPI_INT, all.data(), 1, MPI_INT, MPI_COMM_WORLD));
+  std::vector<int> failed;
+  for (int r = 0; r < size_; ++r) {
+    if (!all[r]) failed.push_back(r);
+  }
+  if (failed.empty()) return;
+  if (error) std::rethrow_exception(error);
+  DT_THROW(DistributedError, phase, " failed on ", ranks_text(failed),
+           "; this rank stops too (that rank's message says why)");
+}
+
+void World::abort(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, code);
+  _exit(code);  // MPI_Abort does not return; this only satisfies [[noreturn]]
+}
+
+}  // namespace dtrain::launcher

@@ -1,0 +1,71 @@
+#pragma once
+// World: this process's place in a training job, set up once by `dtrain train` and passed
+// explicitly to everything that needs it (no globals).
+//
+// Construction initializes MPI (MPI_Init_thread; a process started without mpirun/srun
+// is a world of one, MPI's singleton mode), finds the rank, the world size and the local
+// rank (the rank among the processes of this node, MPI_Comm_split_type SHARED), picks
+// the device (cpu, or cuda = the local rank's GPU) and creates the process groups:
+//
+//   - group():   gradients. MPI for cpu; NCCL for cuda, bootstrapped by broadcasting
+//                rank 0's ncclUniqueId over MPI.
+//   - control(): small CPU tensors at step boundaries and before the first step (the
+//                agreement check, per-step loss / time / stop flag). Always MPI; each
+//                MPI group duplicates MPI_COMM_WORLD, so control traffic never mixes
+//                with gradient traffic.
+//
+// Every failure during set-up (no GPU, fewer GPUs than local ranks, ranks asking for
+// different devices) is detected collectively: every rank throws, with a message naming
+// the ranks, so a job never hangs half set up. Destruction frees the groups and
+// finalizes MPI (when this World initialized it).
+#include <exception>
+#include <memory>
+#include <string>
+
+#include "core/device.h"
+#include "distributed/process_group.h"
+
+namespace dtrain::launcher {
+
+class World {
+ public:
+  // `device_kind`: "cpu" or "cuda".
+  explicit World(const std::string& device_kind);
+  ~World();
+  World(const World&) = delete;
+  World& operator=(const World&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  int local_rank() const { return local_rank_; }
+  int local_size() const { return local_size_; }
+  const std::string& host() const { return host_; }
+  Device device() const { return device_; }
+  // The MPI thread level granted ("single", "funneled", "serialized", "multiple").
+  std::string thread_level() const;
+
+  dist::ProcessGroup& group() { return *group_; }
+  dist::ProcessGroup& control() { return *control_; }
+
+  // Collective: every rank passes what went wrong in its part of a set-up phase (null
+  // when nothing did). Returns normally when every rank succeeded; otherwise throws on
+  // every rank: a failed rank its own exception, the others a DistributedError naming
+  // the ranks that failed. `phase` names the phase in that message ("set-up").
+  void check_all_ok(std::exception_ptr error, const std::string& phase);
+
+  // Ends the whole job at once (MPI_Abort) with `code`: for an error on one rank in the
+  // middle of training, when the other ranks may be waiting in a collective that this
+  // rank will never join. Never returns.
+  [[noreturn]] void abort(int code);
+
+ private:
+  void init(const std::string& device_kind);
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
+  int thread_level_ = 0;
+  bool owns_mpi_ = false;
+  std::string host_;
+  Device device_ = Device::cpu();
+  std::unique_ptr<dist::ProcessGroup> group_, control_;
+};
+
+}  // namespace dtrain::launcher
