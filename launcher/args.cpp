@@ -41,7 +41,7 @@ void ArgParser::parse(const std::vector<std::string>& args) {
       bool has_value = false;
       if (auto eq = name.find('='); eq != std::string::npos) {
         value = name.substr(eq + 1);
-        name = name.substr(0, eq);
+        name.resize(eq);
         has_value = true;
       }
       const Spec* spec = find(name);
