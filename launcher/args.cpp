@@ -48,7 +48,7 @@ void ArgParser::parse(const std::vector<std::string>& args) {
       if (!spec) DT_THROW(ConfigError, program_, ": unknown option '--", name, "'; run '", program_, " --help' for the options");
       if (spec->is_flag) {
         if (has_value) DT_THROW(ConfigError, program_, ": option '--", name, "' takes no value");
-        values_[name] = "1";
+        values_.insert_or_assign(name, std::string("1"));
         continue;
       }
       if (!has_value) {
