@@ -1,16 +1,15 @@
 // Converters (IDX plain and gzip, CIFAR-10, sentence pairs), synthetic sets, the HDF5 row
 // API they write through, and `dtrain data` end to end.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <zlib.h>
 
-#include <array>
 #include <cstdio>
 #include <fstream>
 
 #include "data_test_util.h"
 #include "datasets/convert.h"
 #include "datasets/schema.h"
+#include "tests/support/run.h"
 
 namespace dtrain::data {
 namespace {
@@ -193,22 +192,9 @@ TEST_F(ConvertTest, H5RowApi) {
   EXPECT_EQ(buf[0], 4);
 }
 
-struct CliRun {
-  int exit_code;
-  std::string output;
-};
+using CliRun = dtrain::testing::CommandResult;
 
-CliRun dtrain_cli(const std::string& args) {
-  std::string cmd = std::string(DTRAIN_BIN) + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return {-1, "popen failed"};
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+CliRun dtrain_cli(const std::string& args) { return dtrain::testing::run_dtrain(args); }
 
 TEST_F(ConvertTest, DataCommandEndToEnd) {
   CliRun r = dtrain_cli("data synth images --out " + file("s.h5") + " --n 20 --height 4 --width 4 --classes 2");

@@ -1,34 +1,20 @@
 // The dtrain program end to end: the lecture demos' printed results and the CLI's
 // handling of bad input (message and non-zero exit code).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
 #include <cstdio>
 #include <regex>
 #include <sstream>
 #include <string>
 
 #include "tests/support/paths.h"
+#include "tests/support/run.h"
 
 namespace {
 
-struct CliRun {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
+using CliRun = dtrain::testing::CommandResult;
 
-CliRun dtrain(const std::string& args) {
-  std::string cmd = dtrain::testing::dtrain_bin() + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return {-1, "popen failed"};
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+CliRun dtrain(const std::string& args) { return dtrain::testing::run_dtrain(args); }
 
 TEST(DemoAnd, PrintsTheAndTruthTable) {
   CliRun r = dtrain("demo and");

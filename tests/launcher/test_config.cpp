@@ -3,37 +3,23 @@
 // before MPI starts), and the ConfigErrors for unknown keys, wrong types, bad values,
 // malformed and missing files (exit code 2, the key and the file named).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "tests/support/paths.h"
+#include "tests/support/run.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
+using CliRun = dtrain::testing::CommandResult;
 
-CliRun dtrain(const std::string& args) {
-  std::string cmd = dtrain::testing::dtrain_bin() + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return {-1, "popen failed"};
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+CliRun dtrain(const std::string& args) { return dtrain::testing::run_dtrain(args); }
 
 bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
 

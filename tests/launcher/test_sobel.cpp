@@ -2,37 +2,23 @@
 // goes in through core/io/image.h, the program writes the Sobel edge magnitudes, and the
 // edges must be exactly the square's outline, symmetric, zero elsewhere.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "core/io/image.h"
+#include "tests/support/run.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
+using CliRun = dtrain::testing::CommandResult;
 
-CliRun dtrain(const std::string& args) {
-  std::string cmd = std::string(DTRAIN_BIN) + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return {-1, "popen failed"};
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+CliRun dtrain(const std::string& args) { return dtrain::testing::run_dtrain(args); }
 
 class DemoSobel : public ::testing::Test {
  protected:

@@ -4,10 +4,8 @@
 // different batch sizes (the pre-flight agreement check) and a training file missing on
 // one rank (the collective set-up check). The mpirun tests skip, visibly, without mpirun.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -18,29 +16,15 @@
 #include <vector>
 
 #include "tests/support/paths.h"
+#include "tests/support/run.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-  double seconds;
-};
+using CliRun = dtrain::testing::CommandResult;
 
-CliRun shell(const std::string& cmd) {
-  auto t0 = std::chrono::steady_clock::now();
-  FILE* pipe = popen((cmd + " 2>&1").c_str(), "r");
-  if (!pipe) return {-1, "popen failed", 0};
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  int status = pclose(pipe);
-  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, s};
-}
+CliRun shell(const std::string& cmd) { return dtrain::testing::run_shell(cmd); }
 
 std::string bin() { return dtrain::testing::dtrain_bin(); }
 
