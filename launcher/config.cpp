@@ -64,7 +64,10 @@ const std::vector<Key>& keys() {
              "classifier hidden width; 0 = the model's default (mlp 256, small_cnn 128, small_vgg 512, "
              "vgg16_cifar 512, vgg16 4096)"),
       DT_KEY("model.dropout", Float, model.dropout, "dropout probability in the VGG classifiers, in [0, 1)"),
-      DT_KEY("model.batch_norm", Bool, model.batch_norm, "vgg16, vgg16_cifar: BatchNorm2d after each convolution"),
+      DT_KEY("model.batch_norm", Bool, model.batch_norm,
+             "small_cnn, vgg16, vgg16_cifar: BatchNorm2d after each convolution"),
+      DT_KEY("model.fc_dropout", Float, model.fc_dropout,
+             "mlp, small_cnn: dropout before the last layer, in [0, 1); 0 = none"),
       DT_KEY("data.train", String, data.train,
              "training file (HDF5 image classification, docs/DATASETS.md); relative paths are "
              "relative to the working directory. Required"),
@@ -100,6 +103,14 @@ const std::vector<Key>& keys() {
       DT_KEY("threads", Int, threads, "CPU kernel threads per rank; 0 = cores / ranks on this node"),
       DT_KEY("buckets.first_mib", Float, first_bucket_mib, "size cap of the first gradient bucket, MiB"),
       DT_KEY("buckets.mib", Float, bucket_mib, "size cap of the other gradient buckets, MiB"),
+      DT_KEY("checkpoint.dir", String, checkpoint_dir,
+             "directory of checkpoints (step-<N>.h5 + step-<N>.ok, rank 0 writes; shared by all "
+             "ranks for --resume); \"\" = no checkpoints"),
+      DT_KEY("checkpoint.every", Int, checkpoint_every,
+             "steps between checkpoints (--checkpoint-every); 0 = only the final one and on a stop"),
+      DT_KEY("checkpoint.keep_last", Int, checkpoint_keep_last,
+             "complete checkpoints kept, older ones deleted after a new one is complete (--keep-last); 0 = all"),
+      DT_KEY("checkpoint.final", Bool, checkpoint_final, "write a checkpoint after the last step"),
   };
   return table;
 }
@@ -296,6 +307,7 @@ void validate(const Config& c, const std::map<std::string, std::string>& origin)
   if (c.model.classes < 0) fail("model.classes", "must be >= 0 (0: from the training file)");
   if (c.model.hidden < 0) fail("model.hidden", "must be >= 0 (0: the model's default)");
   if (!(c.model.dropout >= 0 && c.model.dropout < 1)) fail("model.dropout", "must be in [0, 1)");
+  if (!(c.model.fc_dropout >= 0 && c.model.fc_dropout < 1)) fail("model.fc_dropout", "must be in [0, 1)");
   if (c.data.train.empty()) {
     DT_THROW(ConfigError, c.source.empty() ? std::string("the configuration") : c.source,
              ": data.train is required (the HDF5 training file, e.g. data/fashion_mnist_train.h5)");
@@ -329,6 +341,8 @@ void validate(const Config& c, const std::map<std::string, std::string>& origin)
   if (c.threads < 0) fail("threads", "must be >= 0 (0: cores / ranks on this node)");
   if (!(c.first_bucket_mib > 0)) fail("buckets.first_mib", "must be > 0");
   if (!(c.bucket_mib > 0)) fail("buckets.mib", "must be > 0");
+  if (c.checkpoint_every < 0) fail("checkpoint.every", "must be >= 0 (0: only the final checkpoint)");
+  if (c.checkpoint_keep_last < 0) fail("checkpoint.keep_last", "must be >= 0 (0: keep all)");
 }
 
 std::string value_text(const Config& c, const Key& k) {

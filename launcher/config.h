@@ -18,7 +18,8 @@ struct ModelConfig {
   int64_t classes = 0;             // 0: the number of classes of the training file
   int64_t hidden = 0;              // hidden width of the classifier; 0: the model's default
   double dropout = 0.5;            // vgg16 / vgg16_cifar classifier dropout
-  bool batch_norm = false;         // vgg16 / vgg16_cifar: BatchNorm2d after each convolution
+  bool batch_norm = false;         // small_cnn / vgg16 / vgg16_cifar: BatchNorm2d after each convolution
+  double fc_dropout = 0.0;         // mlp / small_cnn: dropout before the last layer (0 = none)
 };
 
 struct DataConfig {
@@ -67,6 +68,14 @@ struct Config {
   int64_t threads = 0;         // CPU threads per rank; 0 = cores / local ranks
   double first_bucket_mib = 1.0;  // buckets.first_mib
   double bucket_mib = 25.0;       // buckets.mib
+  // Checkpoints (docs/CHECKPOINTS.md).
+  std::string checkpoint_dir;      // checkpoint.dir: "" = no checkpoints
+  int64_t checkpoint_every = 0;    // checkpoint.every: steps; 0 = only the final one / on stop
+  int64_t checkpoint_keep_last = 3;  // checkpoint.keep_last: 0 = keep all
+  bool checkpoint_final = true;    // checkpoint.final: one after the last step
+
+  // Not a config key: `dtrain train --resume auto|PATH` ("" = start fresh).
+  std::string resume;
 };
 
 // Reads `path` and applies `overrides` ("key=value", dotted keys, in order), then

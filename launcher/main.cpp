@@ -12,6 +12,7 @@
 #include "core/runtime.h"
 #include "launcher/data.h"
 #include "launcher/demos.h"
+#include "launcher/slurm.h"
 #include "launcher/train.h"
 
 namespace {
@@ -25,6 +26,7 @@ constexpr const char* kUsage =
     "  data        convert public datasets to HDF5, make synthetic sets, inspect a file\n"
     "  demo NAME   the lecture's first networks: and, xor, line, sobel\n"
     "  info        what this build contains and which devices it sees\n"
+    "  submit      submit 'dtrain train' to Slurm as a batch job that checkpoints and requeues itself\n"
     "  train CFG   train a model data-parallel from a TOML config (one rank per process under mpirun/srun)\n"
     "\n"
     "Run 'dtrain COMMAND --help' for a command's options.\n"
@@ -65,6 +67,7 @@ int main(int argc, char** argv) {
     if (cmd == "data") return dtrain::data_cli::run(rest);
     if (cmd == "demo") return dtrain::demos::run(rest);
     if (cmd == "train") return dtrain::train_cli::run(rest);
+    if (cmd == "submit") return dtrain::slurm::submit_main(rest);
     if (cmd == "info") {
       if (!rest.empty() && (rest[0] == "-h" || rest[0] == "--help")) {
         std::printf("usage: dtrain info\n\nPrints the build's backends and the CUDA devices it sees.\n");

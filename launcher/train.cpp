@@ -1,11 +1,15 @@
 // `dtrain train`: see train.h.
 #include "launcher/train.h"
 
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 
 #include "core/error.h"
 #include "launcher/args.h"
 #include "launcher/config.h"
+#include "launcher/signals.h"
+#include "launcher/slurm.h"
 #include "launcher/trainer.h"
 #include "launcher/world.h"
 
@@ -13,15 +17,29 @@ namespace dtrain::train_cli {
 
 namespace {
 
+// Stopped at a step boundary by SIGTERM/SIGUSR1 (EX_TEMPFAIL: try again later).
+constexpr int kExitStopped = 75;
+
 constexpr const char* kEpilog =
     "Examples:\n"
     "  dtrain train configs/fashion_mnist_cnn.toml\n"
     "  mpirun -np 2 dtrain train configs/fashion_mnist_cnn.toml --set optimizer.lr=0.05 --set epochs=1\n"
     "  srun --mpi=pmix -n 8 dtrain train configs/vgg16_cifar.toml --set device=cuda\n"
     "As root, Open MPI's mpirun needs OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1.\n"
+    "  mpirun -np 2 dtrain train cfg.toml --checkpoint-dir ckpt --checkpoint-every 500 --resume auto\n"
     "\n"
-    "Exit codes: 0 success, 1 the run failed (including ranks that disagree before the first\n"
-    "step), 2 bad usage or configuration, 3 a feature this build lacks.\n";
+    "Checkpoints (docs/CHECKPOINTS.md): rank 0 writes <checkpoint.dir>/step-<N>.h5 every N steps,\n"
+    "after the last step and when stopped, atomically (a step-<N>.ok marker with a checksum is\n"
+    "written last). --resume auto continues from the newest one that verifies (skipping damaged\n"
+    "ones with a warning; none: starts fresh); --resume PATH from that file. The directory must\n"
+    "be visible to every rank. SIGTERM or SIGUSR1 to any rank stops every rank after the same\n"
+    "step with a checkpoint; in a Slurm job, after SIGUSR1 (the time-limit warning `dtrain submit`\n"
+    "asks for) rank 0 then requeues the job (scontrol requeue); after SIGTERM it does not.\n"
+    "\n"
+    "Exit codes: 0 finished, 1 the run failed (including ranks that disagree before the first\n"
+    "step, and a checkpoint that cannot be written or read), 2 bad usage or configuration, 3 a\n"
+    "feature this build lacks, 75 stopped by SIGTERM/SIGUSR1 at a step boundary (checkpoint\n"
+    "written when checkpoint.dir is set; run again with --resume auto to continue).\n";
 
 // --set may repeat, which ArgParser's options do not: take them out first.
 std::vector<std::string> take_sets(const std::vector<std::string>& args, std::vector<std::string>& rest) {
@@ -48,6 +66,11 @@ int run(const std::vector<std::string>& args) {
   p.add_positional("CONFIG", "the TOML config file (keys below; examples in configs/)");
   p.add_option("set", "KEY=VALUE", "override a config key, e.g. --set optimizer.lr=0.05 (repeatable)");
   p.add_flag("print-config", "print the resolved configuration (every key) and exit");
+  p.add_option("checkpoint-dir", "DIR", "checkpoint directory (sets checkpoint.dir)");
+  p.add_option("checkpoint-every", "N", "checkpoint every N steps (sets checkpoint.every; 0 = final only)");
+  p.add_option("keep-last", "K", "keep the K newest complete checkpoints (sets checkpoint.keep_last; 0 = all)");
+  p.add_option("resume", "auto|PATH",
+               "continue from the newest good checkpoint in checkpoint.dir (auto), or from PATH");
   p.set_epilog(std::string("config keys (KEY = default):\n") + launcher::keys_help() + "\n" + kEpilog);
   std::vector<std::string> rest;
   std::vector<std::string> sets = take_sets(args, rest);
@@ -56,18 +79,41 @@ int run(const std::vector<std::string>& args) {
     std::printf("%s", p.help().c_str());
     return 0;
   }
+  // The checkpoint flags are --set overrides under another name (applied after the --sets).
+  if (p.has("checkpoint-dir")) sets.push_back("checkpoint.dir=" + p.get("checkpoint-dir"));
+  if (p.has("checkpoint-every")) sets.push_back("checkpoint.every=" + p.get("checkpoint-every"));
+  if (p.has("keep-last")) sets.push_back("checkpoint.keep_last=" + p.get("keep-last"));
   // Configuration errors end every rank here, before MPI starts.
   launcher::Config config = launcher::load_config(p.get("CONFIG"), sets);
+  if (p.has("resume")) {
+    config.resume = p.get("resume");
+    if (config.resume.empty()) DT_THROW(ConfigError, "dtrain train: --resume needs 'auto' or a checkpoint path");
+    if (config.resume == "auto" && config.checkpoint_dir.empty()) {
+      DT_THROW(ConfigError, "dtrain train: --resume auto looks in checkpoint.dir, which is not set "
+                            "(--checkpoint-dir DIR or --set checkpoint.dir=DIR)");
+    }
+  }
   if (p.flag("print-config")) {
     std::printf("%s", launcher::canonical(config).c_str());
     return 0;
   }
 
+  // From here on SIGTERM/SIGUSR1 only request a stop at the next step boundary.
+  signals::install_stop_handlers();
   launcher::World world(config.device);
   launcher::Trainer trainer(config, world);  // collective set-up: a failure stops every rank
+  // SIGUSR1 is what `dtrain submit` asks Slurm to send before the time limit: stop and
+  // requeue. SIGTERM (scancel, shutdown, preemption, which requeues by itself where the
+  // cluster is set up so) stops with a checkpoint but does not requeue.
+  trainer.set_stop_request([] {
+    if (!signals::stop_requested()) return static_cast<int>(launcher::Trainer::kNoStop);
+    return static_cast<int>(signals::stop_signal() == SIGUSR1 ? launcher::Trainer::kStopAndRequeue
+                                                               : launcher::Trainer::kStop);
+  });
   trainer.preflight();                       // collective agreement: a mismatch stops every rank
+  launcher::TrainSummary summary;
   try {
-    trainer.run();
+    summary = trainer.run();
   } catch (const std::exception& e) {
     if (world.size() > 1) {
       // Other ranks may be waiting in a collective this rank will never join.
@@ -76,7 +122,25 @@ int run(const std::vector<std::string>& args) {
     }
     throw;
   }
-  return 0;
+  if (!summary.stopped) return 0;
+  if (world.rank() == 0) {
+    Logger log(world.rank(), world.size());
+    if (!summary.checkpoint.empty() && std::getenv("SLURM_JOB_ID") != nullptr &&
+        summary.stop_kind == launcher::Trainer::kStopAndRequeue) {
+      slurm::requeue_current_job(log);
+    } else if (!summary.checkpoint.empty() && std::getenv("SLURM_JOB_ID") != nullptr) {
+      std::printf("stopped by SIGTERM in Slurm job %s; checkpoint %s; not requeued (only SIGUSR1, the time-limit "
+                  "warning, requeues); submit again or requeue to continue with --resume auto\n",
+                  std::getenv("SLURM_JOB_ID"), summary.checkpoint.c_str());
+    } else if (!summary.checkpoint.empty()) {
+      std::printf("stopped at a step boundary on request (SIGTERM/SIGUSR1); checkpoint %s; continue with "
+                  "--resume auto\n", summary.checkpoint.c_str());
+    } else {
+      std::printf("stopped by a signal without a checkpoint (checkpoint.dir is not set)\n");
+    }
+    std::fflush(stdout);
+  }
+  return kExitStopped;
 }
 
 }  // namespace dtrain::train_cli

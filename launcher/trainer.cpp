@@ -2,6 +2,12 @@
 #include "launcher/trainer.h"
 
 #include <sched.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <map>
 
 #include <algorithm>
 #include <chrono>
@@ -14,8 +20,10 @@
 #include <thread>
 
 #include "core/autograd.h"
+#include "core/checkpoint.h"
 #include "core/error.h"
 #include "core/functional.h"
+#include "core/io/h5.h"
 #include "core/log.h"
 #include "core/models/vgg.h"
 #include "core/nn/conv.h"
@@ -63,8 +71,11 @@ BuiltModel build_model(const ModelConfig& m, int64_t channels, int64_t height, i
     int64_t hidden = m.hidden > 0 ? m.hidden : 256;
     auto net = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
         std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(channels * height * width, hidden, gen),
-        std::make_shared<nn::ReLU>(), std::make_shared<nn::Linear>(hidden, classes, gen)});
+        std::make_shared<nn::ReLU>()});
+    if (m.fc_dropout > 0) net->add(std::make_shared<nn::Dropout>(m.fc_dropout, dropout_gen));
+    net->add(std::make_shared<nn::Linear>(hidden, classes, gen));
     desc << "mlp " << channels * height * width << "-" << hidden << "-" << classes;
+    if (m.fc_dropout > 0) desc << " (dropout " << m.fc_dropout << ")";
     return {net, desc.str()};
   }
   if (m.name == "small_cnn") {
@@ -73,14 +84,22 @@ BuiltModel build_model(const ModelConfig& m, int64_t channels, int64_t height, i
     DT_CHECK_AS(height >= 4 && width >= 4, ConfigError, "model.name = small_cnn needs images of at least 4x4, got ",
                 height, "x", width);
     int64_t hidden = m.hidden > 0 ? m.hidden : 128;
-    auto features = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
-        std::make_shared<nn::Conv2d>(channels, 32, 3, gen, 1, 1), std::make_shared<nn::ReLU>(),
-        std::make_shared<nn::MaxPool2d>(2), std::make_shared<nn::Conv2d>(32, 64, 3, gen, 1, 1),
-        std::make_shared<nn::ReLU>(), std::make_shared<nn::MaxPool2d>(2)});
+    // With model.batch_norm a BatchNorm2d follows each convolution; with model.fc_dropout
+    // a Dropout precedes the last layer (names shift accordingly, as in VGG).
+    auto features = std::make_shared<nn::Sequential>();
+    features->add(std::make_shared<nn::Conv2d>(channels, 32, 3, gen, 1, 1));
+    if (m.batch_norm) features->add(std::make_shared<nn::BatchNorm2d>(32));
+    features->add(std::make_shared<nn::ReLU>()).add(std::make_shared<nn::MaxPool2d>(2));
+    features->add(std::make_shared<nn::Conv2d>(32, 64, 3, gen, 1, 1));
+    if (m.batch_norm) features->add(std::make_shared<nn::BatchNorm2d>(64));
+    features->add(std::make_shared<nn::ReLU>()).add(std::make_shared<nn::MaxPool2d>(2));
     auto classifier = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
-        std::make_shared<nn::Linear>(64 * (height / 4) * (width / 4), hidden, gen), std::make_shared<nn::ReLU>(),
-        std::make_shared<nn::Linear>(hidden, classes, gen)});
+        std::make_shared<nn::Linear>(64 * (height / 4) * (width / 4), hidden, gen), std::make_shared<nn::ReLU>()});
+    if (m.fc_dropout > 0) classifier->add(std::make_shared<nn::Dropout>(m.fc_dropout, dropout_gen));
+    classifier->add(std::make_shared<nn::Linear>(hidden, classes, gen));
     desc << "small_cnn conv32-pool-conv64-pool-fc" << hidden << "-fc" << classes;
+    if (m.batch_norm) desc << " with batch norm";
+    if (m.fc_dropout > 0) desc << " (dropout " << m.fc_dropout << ")";
     return {std::make_shared<models::Vgg>(features, nullptr, classifier), desc.str()};
   }
   if (m.name == "small_vgg") {
@@ -140,6 +159,69 @@ std::unique_ptr<optim::LrSchedule> build_schedule(const Config& c, int64_t total
   if (s.name == "cosine") return std::make_unique<optim::CosineWarmupLr>(c.optimizer.lr, s.warmup, total_steps, s.min_lr);
   return std::make_unique<optim::ConstantLr>(c.optimizer.lr);
 }
+
+// ---- checkpoint helpers ----------------------------------------------------------------
+
+// Every random stream of the model that later steps draw from, by a stable name
+// ("dropout.classifier.2"), in module order. Data order and augmentation need none: they
+// are functions of (seed, epoch, position) (datasets/augment.h, Note [Epoch stream]).
+void collect_generators(nn::Module& m, const std::string& prefix,
+                        std::vector<std::pair<std::string, Generator*>>& out) {
+  if (auto* d = dynamic_cast<nn::Dropout*>(&m)) out.emplace_back("dropout." + prefix, &d->generator());
+  for (const auto& [name, child] : m.children()) {
+    collect_generators(*child, prefix.empty() ? name : prefix + "." + name, out);
+  }
+}
+
+// "key = value" lines of two canonical configs that differ, as "key: old -> new".
+std::string config_changes(const std::string& before, const std::string& after) {
+  auto parse = [](const std::string& text) {
+    std::map<std::string, std::string> kv;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+      auto eq = line.find(" = ");
+      if (eq != std::string::npos) kv[line.substr(0, eq)] = line.substr(eq + 3);
+    }
+    return kv;
+  };
+  std::map<std::string, std::string> a = parse(before), b = parse(after);
+  std::string out;
+  for (const auto& [k, v] : b) {
+    auto it = a.find(k);
+    std::string old = it == a.end() ? "(absent)" : it->second;
+    if (old != v) out += (out.empty() ? "" : "; ") + k + ": " + old + " -> " + v;
+  }
+  return out;
+}
+
+// Test-only knobs from the environment (tests/launcher/test_resume.cpp); none is set in
+// normal runs.
+struct TestKnobs {
+  int64_t crash_at_step = -1;        // DTRAIN_TEST_CRASH_AT_STEP: every rank SIGKILLs itself after it
+  int64_t crash_in_ckpt_step = -1;   // DTRAIN_TEST_CRASH_IN_CHECKPOINT=STEP:STAGE: rank 0 SIGKILLs
+  std::string crash_in_ckpt_stage;   //   itself at that stage of that checkpoint's write
+  std::string log_samples;           // DTRAIN_TEST_LOG_SAMPLES: append "step row" lines to <it>.rank<r>
+  std::string pid_dir;               // DTRAIN_TEST_PID_DIR: rank<r>.pid at start, rank<r>.stopped at a stop
+  int64_t step_delay_ms = 0;         // DTRAIN_TEST_STEP_DELAY_MS: sleep after each step
+
+  static TestKnobs from_env() {
+    TestKnobs k;
+    auto env = [](const char* name) -> std::string {
+      const char* v = std::getenv(name);
+      return v ? v : "";
+    };
+    if (auto v = env("DTRAIN_TEST_CRASH_AT_STEP"); !v.empty()) k.crash_at_step = std::stoll(v);
+    if (auto v = env("DTRAIN_TEST_CRASH_IN_CHECKPOINT"); !v.empty()) {
+      auto colon = v.find(':');
+      k.crash_in_ckpt_step = std::stoll(v.substr(0, colon));
+      k.crash_in_ckpt_stage = colon == std::string::npos ? "synced" : v.substr(colon + 1);
+    }
+    k.log_samples = env("DTRAIN_TEST_LOG_SAMPLES");
+    k.pid_dir = env("DTRAIN_TEST_PID_DIR");
+    if (auto v = env("DTRAIN_TEST_STEP_DELAY_MS"); !v.empty()) k.step_delay_ms = std::stoll(v);
+    return k;
+  }
+};
 
 // ---- text ------------------------------------------------------------------------------
 
@@ -216,12 +298,30 @@ struct Trainer::Impl {
   int64_t micro_per_epoch = 0;  // micro-batches per rank in an epoch
   int64_t total_steps = 0;
   std::FILE* metrics = nullptr;
-  std::function<bool()> stop;
+  std::function<int()> stop;
   bool preflight_done = false;
+
+  // Checkpoints and resume (docs/CHECKPOINTS.md).
+  std::vector<std::pair<std::string, Generator*>> generators;  // this rank's streams
+  TestKnobs knobs = TestKnobs::from_env();
+  int64_t start_step = 0;       // steps done before this run (a resumed checkpoint's step)
+  bool resumed = false;
+  int64_t resumed_step = -1;
+  std::string last_checkpoint;  // path of the newest checkpoint this run wrote
+  std::FILE* sample_log = nullptr;
 
   ~Impl() {
     if (metrics) std::fclose(metrics);
+    if (sample_log) std::fclose(sample_log);
   }
+
+  std::string build_id() const { return std::string("dtrain ") + DTRAIN_VERSION + " (" + DTRAIN_GIT_HASH + ")"; }
+  int64_t global_micro_batch() const { return static_cast<int64_t>(world.size()) * cfg.batch_size; }
+  // Collective: writes the checkpoint of `step` (rank 0), prunes, and agrees on success.
+  void save(int64_t step, data::Position pos);
+  // Collective: picks (rank 0) and loads (every rank) the checkpoint of cfg.resume.
+  void resume();
+  void load(const std::string& path, int64_t step);
 
   void setup();
   struct Eval {
@@ -305,11 +405,21 @@ void Trainer::Impl::setup() {
   buffers = model.module->named_buffers();
   optimizer = build_optimizer(cfg.optimizer, params);
   schedule = build_schedule(cfg, total_steps);
+  collect_generators(*model.module, "", generators);
+  DT_CHECK_AS(cfg.resume.empty() || cfg.resume != "auto" || !cfg.checkpoint_dir.empty(), ConfigError,
+              "--resume auto looks for checkpoints in checkpoint.dir, which is not set (--checkpoint-dir DIR or "
+              "--set checkpoint.dir=DIR)");
+  if (!knobs.log_samples.empty()) {
+    std::string p = knobs.log_samples + ".rank" + std::to_string(world.rank());
+    sample_log = std::fopen(p.c_str(), "a");
+    DT_CHECK_AS(sample_log != nullptr, IoError, "cannot write ", p, ": ", std::strerror(errno));
+  }
 
   if (rank0() && !cfg.log_metrics.empty()) {
     std::filesystem::path p(cfg.log_metrics);
     if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-    metrics = std::fopen(cfg.log_metrics.c_str(), "w");
+    // A resumed run continues the file.
+    metrics = std::fopen(cfg.log_metrics.c_str(), cfg.resume.empty() ? "w" : "a");
     DT_CHECK_AS(metrics != nullptr, IoError, "cannot write log.metrics = ", cfg.log_metrics, ": ",
                 std::strerror(errno));
   }
@@ -329,7 +439,7 @@ Trainer::~Trainer() = default;
 
 int64_t Trainer::total_steps() const { return impl_->total_steps; }
 
-void Trainer::set_stop_request(std::function<bool()> stop) { impl_->stop = std::move(stop); }
+void Trainer::set_stop_request(std::function<int()> stop) { impl_->stop = std::move(stop); }
 
 void Trainer::preflight() {
   Impl& m = *impl_;
@@ -347,7 +457,8 @@ void Trainer::preflight() {
   std::ostringstream training, optimizer, dataset;
   training << "steps " << m.total_steps << ", grad_accum " << m.cfg.grad_accum << ", seed " << m.cfg.seed
            << ", eval.interval " << m.cfg.eval_interval << ", eval.batch_size " << m.cfg.eval_batch_size
-           << ", device " << m.cfg.device;
+           << ", device " << m.cfg.device << ", checkpoint.dir '" << m.cfg.checkpoint_dir << "' every "
+           << m.cfg.checkpoint_every << " final " << m.cfg.checkpoint_final << ", resume '" << m.cfg.resume << "'";
   optimizer << m.cfg.optimizer.name << " lr " << m.cfg.optimizer.lr << " momentum " << m.cfg.optimizer.momentum
             << " nesterov " << m.cfg.optimizer.nesterov << " weight_decay " << m.cfg.optimizer.weight_decay
             << " betas " << m.cfg.optimizer.betas[0] << " " << m.cfg.optimizer.betas[1] << " eps "
@@ -405,12 +516,207 @@ Trainer::Impl::Eval Trainer::Impl::evaluate() {
   return e;
 }
 
+// Note [Checkpoint protocol]: every rank calls save() at the same steps (the decision
+// is a function of the step and the agreed stop flag). The one collective inside is an
+// all_gather of every rank's Generator states, so rank 0 can write /rng/rank<r>/ for all
+// ranks; rank 0 then writes and prunes alone (Note [Checkpoint commit] in
+// core/checkpoint.h) while the others wait in check_all_ok, which doubles as the barrier
+// that tells every rank whether the write succeeded. A failed write therefore fails the
+// run on every rank with rank 0's message; the older checkpoints are untouched.
+void Trainer::Impl::save(int64_t step, data::Position pos) {
+  const int w = world.size();
+  const int64_t n = static_cast<int64_t>(generators.size());
+  std::vector<int64_t> all_states;
+  if (n > 0) {
+    std::vector<int64_t> mine;
+    for (const auto& [name, g] : generators) {
+      Generator::State st = g->state();
+      mine.push_back(static_cast<int64_t>(st.seed));
+      mine.push_back(static_cast<int64_t>(st.offset));
+    }
+    Tensor in = Tensor::from_vector<int64_t>(mine, {2 * n});
+    Tensor out = Tensor::zeros({2 * n * w}, DType::I64);
+    world.control().all_gather(in, out)->wait();
+    all_states = out.to_vector<int64_t>();
+  }
+  std::exception_ptr error;
+  if (rank0()) {
+    try {
+      const auto t0 = Clock::now();
+      ckpt::Contents c;
+      c.model = params;
+      c.model.insert(c.model.end(), buffers.begin(), buffers.end());
+      c.optimizer = optimizer->state();
+      c.optimizer_steps = optimizer->steps_taken();
+      for (int r = 0; r < w; ++r) {
+        for (int64_t i = 0; i < n; ++i) {
+          const size_t at = static_cast<size_t>((r * n + i) * 2);
+          c.rng.push_back({r, generators[static_cast<size_t>(i)].first,
+                           {static_cast<uint64_t>(all_states[at]), static_cast<uint64_t>(all_states[at + 1])}});
+        }
+      }
+      ckpt::TrainerState& t = c.trainer;
+      t.step = step;
+      t.epoch = pos.epoch;
+      t.cursor = pos.cursor;
+      t.seed = cfg.seed;
+      t.world_size = w;
+      t.global_batch = global_micro_batch() * cfg.grad_accum;
+      t.schedule_step = step;
+      t.config = canonical(cfg);
+      t.build = build_id();
+      ckpt::StageHook hook;
+      if (knobs.crash_in_ckpt_step == step) {
+        hook = [this](const std::string& stage) {
+          if (stage == knobs.crash_in_ckpt_stage) {
+            std::fflush(stdout);
+            std::raise(SIGKILL);
+          }
+        };
+      }
+      last_checkpoint = ckpt::write(cfg.checkpoint_dir, c, hook);
+      const double write_s = seconds_since(t0);
+      std::vector<std::string> removed = ckpt::prune(cfg.checkpoint_dir, cfg.checkpoint_keep_last);
+      std::error_code ec;
+      const double mib = static_cast<double>(std::filesystem::file_size(last_checkpoint, ec)) / (1 << 20);
+      std::printf("checkpoint step %lld: %s (%.1f MiB in %.2f s%s)\n", static_cast<long long>(step),
+                  last_checkpoint.c_str(), mib, write_s,
+                  removed.empty() ? "" : (", " + std::to_string(removed.size()) + " old files removed").c_str());
+      std::fflush(stdout);
+      write_metrics("{\"kind\":\"checkpoint\",\"step\":" + std::to_string(step) + ",\"path\":" +
+                    json_string(last_checkpoint) + ",\"mib\":" + json_number(mib) + ",\"write_s\":" +
+                    json_number(write_s) + "}");
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }
+  world.check_all_ok(error, "writing the checkpoint of step " + std::to_string(step));
+}
+
+// Note [Resume agreement]: rank 0 alone picks the checkpoint (the newest that verifies,
+// for --resume auto) and broadcasts its step, so every rank loads the same one even while
+// another job's files change under them; every rank then reads that file itself (the
+// checkpoint directory must be on a filesystem all ranks see). Failures on any rank are
+// agreed through check_all_ok, so no rank trains on while another stops.
+void Trainer::Impl::resume() {
+  std::exception_ptr error;
+  int64_t step = -1;
+  std::string path;
+  if (rank0()) {
+    try {
+      if (cfg.resume == "auto") {
+        auto found = ckpt::find_latest(cfg.checkpoint_dir, log);
+        if (found) {
+          step = found->first;
+          path = found->second;
+        } else {
+          std::printf("resume: no complete checkpoint in %s; starting from step 0\n", cfg.checkpoint_dir.c_str());
+        }
+      } else {
+        ckpt::verify(cfg.resume);
+        step = io::H5File::open_read(cfg.resume).get_attribute<int64_t>("/trainer", "step");
+        path = cfg.resume;
+      }
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }
+  world.check_all_ok(error, "choosing the checkpoint to resume from");
+  Tensor chosen = Tensor::from_vector<int64_t>({step}, {1});
+  world.control().broadcast(chosen, 0)->wait();
+  step = chosen.to_vector<int64_t>()[0];
+  if (step < 0) return;
+  if (!rank0()) {
+    path = cfg.resume == "auto" ? (std::filesystem::path(cfg.checkpoint_dir) / ckpt::file_name(step)).string()
+                                : cfg.resume;
+  }
+  error = nullptr;
+  try {
+    load(path, step);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  world.check_all_ok(error, "loading checkpoint " + path);
+}
+
+void Trainer::Impl::load(const std::string& path, int64_t step) {
+  // Rank 0 verified the file (marker, checksum, version); the others trust that and
+  // check that they read the same step.
+  ckpt::Contents c = ckpt::read(path, /*verified=*/true);
+  DT_CHECK_AS(c.trainer.step == step, IoError, "checkpoint '", path, "' holds step ", c.trainer.step, ", rank 0 chose ",
+              step, ": do all ranks see the same checkpoint directory?");
+  nn::NamedTensors state = params;
+  state.insert(state.end(), buffers.begin(), buffers.end());
+  ckpt::check_model(path, c.model, state);
+  DT_CHECK_AS(c.trainer.seed == cfg.seed, ConfigError, "checkpoint '", path, "' was written with seed ", c.trainer.seed,
+              ", this run has seed ", cfg.seed, ": resume with --set seed=", c.trainer.seed,
+              " (the seed fixes the data order)");
+
+  // Zero gradients make the first resumed step accumulate into zeroed buffers exactly as
+  // an uninterrupted run's steps do.
+  for (auto& [name, p] : params) p.set_grad(Tensor::zeros(p.shape(), p.dtype(), p.device()));
+  try {
+    optimizer->load_state(c.optimizer, c.optimizer_steps);
+  } catch (const ValueError& e) {
+    DT_THROW(ValueError, "checkpoint '", path, "' (optimizer ", cfg.optimizer.name, "): ", e.what());
+  }
+  std::map<std::string, const Tensor*> model_in_file;
+  for (const auto& [n, t] : c.model) model_in_file[n] = &t;
+  for (const auto& [n, t] : state) t.copy_(model_in_file.at(n)->to(t.device()));
+
+  // Random streams: this rank's, when the writing run had this rank.
+  const int r = world.rank();
+  int64_t restored = 0;
+  for (auto& [name, g] : generators) {
+    for (const ckpt::RngStream& s : c.rng) {
+      if (s.rank == r && s.name == name) {
+        g->set_state(s.state);
+        ++restored;
+      }
+    }
+  }
+  if (restored < static_cast<int64_t>(generators.size()) && r < c.trainer.world_size) {
+    log.warn("checkpoint '", path, "' lacks ", static_cast<int64_t>(generators.size()) - restored,
+             " of this rank's random streams; they start fresh");
+  }
+
+  const data::Position pos{c.trainer.epoch, c.trainer.cursor};
+  train->seek(pos);
+  start_step = step;
+  resumed = true;
+  resumed_step = step;
+  if (rank0()) {
+    std::printf("resumed from %s: step %lld, epoch %lld, sample %lld of the epoch\n", path.c_str(),
+                static_cast<long long>(step), static_cast<long long>(pos.epoch + 1),
+                static_cast<long long>(pos.cursor));
+    if (c.trainer.world_size != world.size()) {
+      std::printf("note: the checkpoint was written by %lld rank%s, this run has %d: training continues from the "
+                  "same global sample; per-rank batches and the random streams of ranks >= %lld are new, and the "
+                  "result is no longer bit-identical to an uninterrupted run (docs/CHECKPOINTS.md)\n",
+                  static_cast<long long>(c.trainer.world_size), c.trainer.world_size > 1 ? "s" : "", world.size(),
+                  static_cast<long long>(c.trainer.world_size));
+    }
+    if (std::string changes = config_changes(c.trainer.config, canonical(cfg)); !changes.empty()) {
+      std::printf("note: configuration changed since the checkpoint: %s\n", changes.c_str());
+    }
+    if (c.trainer.build != build_id()) {
+      std::printf("note: the checkpoint was written by %s, this is %s\n", c.trainer.build.c_str(), build_id().c_str());
+    }
+    std::fflush(stdout);
+  }
+}
+
 TrainSummary Trainer::run() {
   Impl& m = *impl_;
   DT_CHECK(m.preflight_done, "Trainer::run before preflight()");
-  // Only now that the shapes agree: rank 0's initial values everywhere.
-  m.reducer->broadcast_from_rank0(m.buffers);
   const Config& cfg = m.cfg;
+  if (!m.knobs.pid_dir.empty()) {
+    std::ofstream(m.knobs.pid_dir + "/rank" + std::to_string(m.world.rank()) + ".pid") << ::getpid() << "\n";
+  }
+  // A resumed run loads the same file on every rank; a fresh one takes rank 0's initial
+  // values everywhere (only now that the shapes agree).
+  if (!cfg.resume.empty()) m.resume();
+  if (!m.resumed) m.reducer->broadcast_from_rank0(m.buffers);
   const int world = m.world.size();
   const int64_t accum = cfg.grad_accum;
   const int64_t epochs_total = (m.total_steps * accum + m.micro_per_epoch - 1) / m.micro_per_epoch;
@@ -463,19 +769,35 @@ TrainSummary Trainer::run() {
     double loss_sum = 0, samples = 0, wall = 0, data_wait = 0, allreduce_wait = 0, skew = 0;
   } iv;
   const auto start = Clock::now();
-  int64_t consumed = 0;  // micro-batches consumed by this rank
-  int64_t step = 0;
+  // Micro-batches consumed by this rank (for the epoch shown; on a resume, as this world
+  // size would have consumed them to reach the loader's position).
+  int64_t consumed = 0;
+  int64_t step = m.start_step;
+  data::Position position = m.train->sampler().normalize(m.train->position());
+  if (m.resumed) {
+    consumed = position.epoch * m.micro_per_epoch + position.cursor / m.global_micro_batch();
+  }
+  const bool checkpoints = !cfg.checkpoint_dir.empty();
   std::vector<std::pair<Tensor, int64_t>> losses;  // each micro-batch's mean loss, size
   losses.reserve(static_cast<size_t>(accum));
   while (step < m.total_steps) {
     const auto t0 = Clock::now();
     const double wait0 = m.train->wait_seconds();
-    const int64_t epoch_before = consumed / m.micro_per_epoch;
+    const int64_t epoch_before = position.epoch;
     int64_t samples = 0;
     losses.clear();
     m.optimizer->zero_grad();
     for (int64_t i = 0; i < accum; ++i) {
       data::Batch b = m.train->next();
+      position = m.train->sampler().normalize(b.next);
+      if (m.sample_log) {
+        for (const data::RowRange& rr : m.train->sampler().plan(b.at).ranges) {
+          for (int64_t row = rr.start; row < rr.start + rr.count; ++row) {
+            std::fprintf(m.sample_log, "%lld %lld\n", static_cast<long long>(step + 1), static_cast<long long>(row));
+          }
+        }
+        std::fflush(m.sample_log);
+      }
       m.reducer->set_sync(i == accum - 1);
       autograd::Tape tape;
       Tensor loss, objective;
@@ -503,20 +825,23 @@ TrainSummary Trainer::run() {
     const double data_wait = m.train->wait_seconds() - wait0;
     const double allreduce_wait = m.reducer->last_wait_seconds();
     const double busy = seconds_since(t0) - data_wait - allreduce_wait;
-    const bool stop_here = m.stop && m.stop();
+    const int stop_here = m.stop ? m.stop() : 0;
     // The step boundary: one all_gather of [loss sum, samples, busy s, stop] per rank.
-    Tensor mine = Tensor::from_vector<double>({loss_sum, static_cast<double>(samples), busy, stop_here ? 1.0 : 0.0}, {4});
+    Tensor mine =
+        Tensor::from_vector<double>({loss_sum, static_cast<double>(samples), busy, static_cast<double>(stop_here)}, {4});
     Tensor all = Tensor::zeros({4 * static_cast<int64_t>(world)}, DType::F64);
     m.world.control().all_gather(mine, all)->wait();
     std::vector<double> g = all.to_vector<double>();
     double g_loss = 0, g_samples = 0, busy_max = 0, busy_min = 1e300;
     bool stop_all = false;
+    int stop_kind = 0;
     for (int r = 0; r < world; ++r) {
       g_loss += g[4 * r];
       g_samples += g[4 * r + 1];
       busy_max = std::max(busy_max, g[4 * r + 2]);
       busy_min = std::min(busy_min, g[4 * r + 2]);
       stop_all = stop_all || g[4 * r + 3] != 0;
+      stop_kind = std::max(stop_kind, static_cast<int>(g[4 * r + 3]));
     }
     summary.final_loss = g_samples > 0 ? g_loss / g_samples : 0;
 
@@ -551,19 +876,45 @@ TrainSummary Trainer::run() {
     }
     if (stop_all && step < m.total_steps) {
       summary.stopped = true;
-      if (m.rank0()) std::printf("stop requested: stopping after step %lld\n", static_cast<long long>(step));
+      summary.stop_kind = stop_kind;
+      if (m.rank0()) {
+        std::printf("stop requested: stopping after step %lld\n", static_cast<long long>(step));
+        std::fflush(stdout);
+      }
+      if (checkpoints) m.save(step, position);
+      if (!m.knobs.pid_dir.empty()) {
+        std::ofstream(m.knobs.pid_dir + "/rank" + std::to_string(m.world.rank()) + ".stopped") << step << "\n";
+      }
       break;
     }
     if (m.test) {
-      const bool epoch_end = consumed / m.micro_per_epoch > epoch_before;
+      const bool epoch_end = position.epoch > epoch_before;
       const bool due = cfg.eval_interval > 0 ? step % cfg.eval_interval == 0 : epoch_end;
       if (due || step == m.total_steps) record_eval(step, epoch_f, seconds_since(start));
     }
+    if (checkpoints && ((cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0) ||
+                        (step == m.total_steps && cfg.checkpoint_final))) {
+      m.save(step, position);
+    }
+    if (step == m.knobs.crash_at_step) {
+      std::fflush(stdout);
+      std::raise(SIGKILL);
+    }
+    if (m.knobs.step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(m.knobs.step_delay_ms));
   }
   summary.steps = step;
   summary.seconds = seconds_since(start);
+  summary.resumed_from = m.resumed_step;
+  summary.checkpoint = m.last_checkpoint;
   if (m.rank0()) {
-    if (summary.evaluated && !summary.stopped) {
+    if (summary.stopped) {
+      std::printf("stopped after step %lld of %lld (%.1f s)%s\n", static_cast<long long>(step),
+                  static_cast<long long>(m.total_steps), summary.seconds,
+                  checkpoints ? "" : "; no checkpoint: checkpoint.dir is not set");
+    } else if (m.resumed && step == m.start_step) {
+      std::printf("nothing to train: the checkpoint is at step %lld of %lld\n", static_cast<long long>(step),
+                  static_cast<long long>(m.total_steps));
+    } else if (summary.evaluated) {
       std::printf("final test accuracy %.2f%% (test loss %.4f, %lld steps, %d rank%s, %.1f s)\n",
                   100 * summary.test_accuracy, summary.test_loss, static_cast<long long>(step), world,
                   world > 1 ? "s" : "", summary.seconds);

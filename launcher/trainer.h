@@ -5,6 +5,8 @@
 // contract of Note [Same call order] (distributed/process_group.h) holds by
 // construction:
 //
+//   resume      (with --resume, first thing in run()) rank 0 picks the checkpoint and
+//               broadcasts its step; every rank loads it (Note [Resume agreement]).
 //   set-up      (local) model, loaders, optimizer, schedule; then one collective
 //               "all ok" (World::check_all_ok), so a missing file on one rank stops all.
 //   preflight   Reducer(params); dist::check_agreement over batch size, parameters,
@@ -18,6 +20,9 @@
 //               [loss sum, samples, busy seconds, stop flag], from which every rank
 //               derives the same mean loss, sample count, step-time skew and stop
 //               decision (a stop on any rank stops all after the same step).
+//   checkpoint  every checkpoint.every steps, after the last one and on a stop (Note
+//               [Checkpoint protocol] in trainer.cpp): an all_gather of the random
+//               streams, rank 0 writes, check_all_ok agrees on the outcome.
 //   evaluation  at fixed steps (the same on every rank): buffers broadcast from rank 0,
 //               each rank evaluates its shard of the test split (no drop_last), and
 //               [correct, samples, loss sum] is all-reduced (Sum).
@@ -27,6 +32,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "launcher/config.h"
 #include "launcher/world.h"
@@ -42,6 +48,9 @@ struct TrainSummary {
   double test_loss = 0;
   int64_t test_samples = 0;
   bool stopped = false;        // a stop was requested before the last step
+  int stop_kind = 0;           // the largest StopKind any rank requested (agreed by all)
+  int64_t resumed_from = -1;   // the step of the checkpoint this run resumed from, -1 none
+  std::string checkpoint;      // rank 0: the newest checkpoint this run wrote ("" none)
 };
 
 class Trainer {
@@ -55,14 +64,17 @@ class Trainer {
   // The reducer and the agreement check. Collective; on a mismatch throws
   // DistributedError on every rank.
   void preflight();
-  // Broadcasts rank 0's parameters and buffers, then trains for the configured steps.
+  // Resumes from config.resume when set (collective), else broadcasts rank 0's
+  // parameters and buffers; then trains for the configured steps, checkpointing as
+  // configured.
   // Returns the same summary on every rank. An exception here may leave other ranks in
   // a collective: the caller ends the job (World::abort) when the world has several.
   TrainSummary run();
 
-  // Polled once per step on every rank; true on any rank stops every rank after the
-  // same step (issue 6 sets it from signals).
-  void set_stop_request(std::function<bool()> stop);
+  // Polled once per step on every rank: a non-zero StopKind on any rank stops every rank
+  // after the same step; the summary carries the largest kind requested.
+  enum StopKind : int { kNoStop = 0, kStop = 1, kStopAndRequeue = 2 };
+  void set_stop_request(std::function<int()> stop);
   int64_t total_steps() const;
 
  private:

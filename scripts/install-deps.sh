@@ -15,6 +15,10 @@ packages=(
   libopenblas-dev libdnnl-dev libpng-dev zlib1g-dev libtomlplusplus-dev
   dataset-fashion-mnist dict-freedict-eng-deu
   python3-torch python3-torchvision python3-h5py python3-numpy
+  # Slurm for `dtrain submit` and the slurm test (scripts/slurm/local-cluster.sh): the
+  # daemons, the client commands, munge, and the unversioned libpmix.so that Slurm's
+  # mpi/pmix plugin loads for `srun --mpi=pmix`.
+  slurm-wlm slurm-client munge libpmix-dev
 )
 
 missing=()

@@ -1,5 +1,7 @@
 #include "core/optim/optimizer.h"
 
+#include <algorithm>
+
 #include "core/autograd.h"
 #include "core/dispatch.h"
 
@@ -49,6 +51,37 @@ NamedTensors Optimizer::state() const {
     for (const auto& [n, t] : slots_[i]) out.emplace_back(params_[i].first + "." + n, t);
   }
   return out;
+}
+
+void Optimizer::load_state(const NamedTensors& stored, int64_t steps_taken) {
+  const std::vector<std::string> kinds = slot_names();
+  std::vector<NamedTensors> slots(params_.size());
+  for (const auto& [full, t] : stored) {
+    bool placed = false;
+    for (size_t i = 0; i < params_.size() && !placed; ++i) {
+      const auto& [pname, p] = params_[i];
+      if (full.size() <= pname.size() + 1 || full.compare(0, pname.size(), pname) != 0 || full[pname.size()] != '.') {
+        continue;
+      }
+      std::string slot_name = full.substr(pname.size() + 1);
+      if (std::find(kinds.begin(), kinds.end(), slot_name) == kinds.end()) continue;
+      DT_CHECK(t.shape() == p.shape() && t.dtype() == p.dtype(), "optimizer state '", full, "' is ", t.str(),
+               " but parameter '", pname, "' is ", p.str(), ": was it saved for another model?");
+      Tensor copy = Tensor::empty(p.shape(), p.dtype(), p.device());
+      copy.copy_(t.to(p.device()));
+      slots[i].emplace_back(slot_name, copy);
+      placed = true;
+    }
+    DT_CHECK(placed, "optimizer state '", full, "' belongs to no parameter and slot of this optimizer (slots: ",
+             kinds.empty() ? std::string("none") : kinds.front() + (kinds.size() > 1 ? ", ..." : ""),
+             "): was it saved by another optimizer or model?");
+  }
+  slots_ = std::move(slots);
+  steps_ = steps_taken;
+}
+
+std::vector<std::string> SGD::slot_names() const {
+  return opt_.momentum != 0 ? std::vector<std::string>{"momentum_buffer"} : std::vector<std::string>{};
 }
 
 SGD::SGD(NamedTensors params, Options options) : Optimizer(std::move(params), options.lr), opt_(options) {

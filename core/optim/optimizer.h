@@ -29,6 +29,14 @@ class Optimizer {
   // Named state tensors (created lazily on the first step), and a setter used on resume.
   NamedTensors state() const;
   void set_steps_taken(int64_t steps) { steps_ = steps; }
+  // Restores state() and steps_taken() from a checkpoint. Every stored tensor must be
+  // "<parameter name>.<slot>" for a parameter of this optimizer and a slot this kind of
+  // optimizer keeps (slot_names()), with the parameter's shape and dtype; otherwise
+  // ValueError naming it (a checkpoint of another optimizer or model). Slots not stored
+  // stay absent, as they were in the run that wrote the checkpoint.
+  void load_state(const NamedTensors& stored, int64_t steps_taken);
+  // The per-parameter state this optimizer keeps, e.g. {"exp_avg", "exp_avg_sq"}.
+  virtual std::vector<std::string> slot_names() const = 0;
 
  protected:
   // Update of parameter i (its gradient is defined); steps_ already counts this step.
@@ -55,6 +63,7 @@ class SGD : public Optimizer {
     bool nesterov = false;
   };
   SGD(NamedTensors params, Options options);
+  std::vector<std::string> slot_names() const override;
 
  protected:
   void update(size_t i, const Tensor& param, const Tensor& grad) override;
@@ -74,6 +83,7 @@ class Adam : public Optimizer {
     bool decoupled_weight_decay = false;  // true: AdamW
   };
   Adam(NamedTensors params, Options options);
+  std::vector<std::string> slot_names() const override { return {"exp_avg", "exp_avg_sq"}; }
 
  protected:
   void update(size_t i, const Tensor& param, const Tensor& grad) override;

@@ -355,3 +355,57 @@ TEST(Optimizer, SgdMinimizesAConvexQuadratic) {
 
 }  // namespace
 }  // namespace dtrain::testing
+
+namespace dtrain {
+namespace {
+
+// load_state() restores what state() and steps_taken() held: the continuation of a
+// restored optimizer equals the original's, bit for bit.
+TEST(OptimizerState, LoadStateContinuesExactly) {
+  auto make_param = [] {
+    Tensor p = Tensor::from_vector<double>({0.5, -1.0, 2.0}, {3});
+    p.set_requires_grad(true);
+    return p;
+  };
+  Tensor g = Tensor::from_vector<double>({0.1, -0.2, 0.3}, {3});
+  for (int kind = 0; kind < 2; ++kind) {
+    Tensor a = make_param(), b = make_param();
+    auto make = [&](Tensor p) -> std::unique_ptr<optim::Optimizer> {
+      if (kind == 0) return std::make_unique<optim::SGD>(nn::NamedTensors{{"w", p}}, optim::SGD::Options{.lr = 0.1, .momentum = 0.9});
+      return std::make_unique<optim::Adam>(nn::NamedTensors{{"w", p}}, optim::Adam::Options{.lr = 0.01});
+    };
+    auto oa = make(a);
+    for (int s = 0; s < 2; ++s) {
+      a.set_grad(g.clone());
+      oa->step();
+    }
+    auto ob = make(b);
+    b.copy_(a);
+    ob->load_state(oa->state(), oa->steps_taken());
+    EXPECT_EQ(ob->steps_taken(), 2);
+    a.set_grad(g.clone());
+    b.set_grad(g.clone());
+    oa->step();
+    ob->step();
+    EXPECT_EQ(a.to_vector<double>(), b.to_vector<double>()) << (kind == 0 ? "SGD" : "Adam");
+  }
+}
+
+TEST(OptimizerState, LoadStateRejectsForeignState) {
+  Tensor p = Tensor::from_vector<double>({1.0, 2.0}, {2});
+  p.set_requires_grad(true);
+  optim::SGD sgd({{"w", p}}, optim::SGD::Options{.lr = 0.1, .momentum = 0.9});
+  // Adam's slot names are not SGD's.
+  EXPECT_THROW(sgd.load_state({{"w.exp_avg", Tensor::zeros({2}, DType::F64)}}, 1), ValueError);
+  // A parameter this optimizer does not have.
+  EXPECT_THROW(sgd.load_state({{"v.momentum_buffer", Tensor::zeros({2}, DType::F64)}}, 1), ValueError);
+  // The right name with the wrong shape.
+  EXPECT_THROW(sgd.load_state({{"w.momentum_buffer", Tensor::zeros({3}, DType::F64)}}, 1), ValueError);
+  sgd.load_state({{"w.momentum_buffer", Tensor::ones({2}, DType::F64)}}, 4);
+  ASSERT_EQ(sgd.state().size(), 1u);
+  EXPECT_EQ(sgd.state()[0].first, "w.momentum_buffer");
+  EXPECT_EQ(sgd.steps_taken(), 4);
+}
+
+}  // namespace
+}  // namespace dtrain

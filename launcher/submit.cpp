@@ -1,0 +1,269 @@
+// `dtrain submit`: writes a Slurm batch script for `dtrain train` and submits it with
+// sbatch. See slurm.h and docs/SLURM.md (Note [Batch script]).
+#include <limits.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <sstream>
+
+#include "core/error.h"
+#include "launcher/args.h"
+#include "launcher/slurm.h"
+
+namespace dtrain::slurm {
+
+namespace {
+
+// Note [Batch script]
+// --signal=B:USR1@S makes Slurm send SIGUSR1 to the batch shell alone, S seconds before
+// the time limit (in practice up to about a minute earlier). The training ranks run in
+// the srun step, so the shell must pass the signal on. A shell runs a trap only between
+// commands, never while a foreground command runs, so srun runs in the background and the
+// shell waits for it in a loop: a trapped signal interrupts `wait` (status > 128), the
+// trap forwards it with `kill -USR1 <srun pid>` (srun relays USR1 and TERM to every task),
+// and the loop waits again until srun has really exited. Every rank then stops at the same
+// step, writes a checkpoint and exits with the "stopped by a signal" code; rank 0 requeues
+// the job (`scontrol requeue`), which starts again from the top of this script and resumes
+// with --resume auto. SIGTERM (scancel, preemption, the time limit itself) goes the same
+// way, so the shell does not die before the step has finished its checkpoint.
+
+constexpr const char* kEpilog =
+    "Everything after '--' is passed to 'dtrain train' (the config and its options); the job runs\n"
+    "  srun --mpi=pmix <this dtrain> train ARGS... --resume auto\n"
+    "(--resume auto is added unless ARGS already name --resume), with rank and world from MPI.\n"
+    "The script asks for --signal=B:USR1@SECONDS, --requeue and --open-mode=append: before the time\n"
+    "limit (or on 'scancel --batch --signal=USR1 JOB') the ranks checkpoint at a step boundary, stop,\n"
+    "and rank 0 requeues the job, which resumes from that checkpoint. docs/SLURM.md has the details.\n"
+    "\n"
+    "Examples:\n"
+    "  dtrain submit --nodes 2 --ntasks-per-node 4 --gpus-per-node 4 --time 24:00:00 --partition gpu \\\n"
+    "      -- configs/vgg16_cifar.toml --set device=cuda --checkpoint-every 500\n"
+    "  dtrain submit --dry-run --sbatch --constraint=a100 --sbatch '--mail-type=END' -- configs/x.toml\n"
+    "\n"
+    "Prints the job id on stdout. Exit codes: 0 submitted (or printed), 1 sbatch failed or is missing,\n"
+    "2 bad usage or a config that 'dtrain train' rejects.\n";
+
+// Shell word for s: bare when it is plainly safe, single-quoted otherwise.
+std::string shell_quote(const std::string& s) {
+  if (s.empty()) return "''";
+  bool safe = true;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              std::string("@%+=:,./_-").find(c) != std::string::npos;
+    if (!ok) safe = false;
+  }
+  if (safe) return s;
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      q += "'\\''";
+    } else {
+      q += c;
+    }
+  }
+  return q + "'";
+}
+
+std::string self_path() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) DT_THROW(IoError, "dtrain submit: cannot find this program's path (/proc/self/exe); give --binary PATH");
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+std::string cwd() {
+  char buf[PATH_MAX];
+  if (!getcwd(buf, sizeof buf)) DT_THROW(IoError, "dtrain submit: cannot read the working directory");
+  return buf;
+}
+
+// An #SBATCH value may not hold a newline (it would end the directive early).
+void check_line(const std::string& what, const std::string& v) {
+  if (v.find('\n') != std::string::npos || v.find('\r') != std::string::npos) {
+    DT_THROW(ConfigError, "dtrain submit: ", what, " must be one line, got '", v, "'");
+  }
+}
+
+}  // namespace
+
+std::string batch_script(const SubmitOptions& o) {
+  std::ostringstream s;
+  s << "#!/bin/bash\n";
+  s << "# Written by 'dtrain submit' (docs/SLURM.md).\n";
+  s << "#SBATCH --job-name=" << o.job_name << "\n";
+  s << "#SBATCH --nodes=" << o.nodes << "\n";
+  s << "#SBATCH --ntasks-per-node=" << o.ntasks_per_node << "\n";
+  if (o.gpus_per_node > 0) s << "#SBATCH --gpus-per-node=" << o.gpus_per_node << "\n";
+  if (!o.time.empty()) s << "#SBATCH --time=" << o.time << "\n";
+  if (!o.partition.empty()) s << "#SBATCH --partition=" << o.partition << "\n";
+  if (!o.account.empty()) s << "#SBATCH --account=" << o.account << "\n";
+  if (!o.output.empty()) s << "#SBATCH --output=" << o.output << "\n";
+  if (!o.chdir.empty()) s << "#SBATCH --chdir=" << o.chdir << "\n";
+  s << "#SBATCH --signal=B:USR1@" << o.signal_seconds << "\n";
+  s << "#SBATCH --requeue\n";
+  s << "#SBATCH --open-mode=append\n";
+  for (const std::string& line : o.extra_sbatch) {
+    std::string l = line;
+    if (l.rfind("#SBATCH", 0) == 0) l = l.substr(7);
+    while (!l.empty() && l[0] == ' ') l.erase(0, 1);
+    s << "#SBATCH " << l << "\n";
+  }
+  s << "\n";
+  s << "echo \"dtrain submit: job ${SLURM_JOB_ID} (restart ${SLURM_RESTART_COUNT:-0}) starts on "
+       "$(hostname) at $(date -Is)\"\n";
+  s << "\n";
+  s << "# SIGUSR1 (--signal=B:...) and SIGTERM reach this shell; pass them to the training step\n";
+  s << "# (srun relays them to every rank). srun runs in the background so the trap runs at once.\n";
+  s << "srun_pid=\n";
+  s << "forward() {\n";
+  s << "  echo \"dtrain submit: SIG$1 at $(date -Is): asking the ranks to checkpoint and stop\"\n";
+  s << "  [ -n \"$srun_pid\" ] && kill -\"$1\" \"$srun_pid\" 2>/dev/null\n";
+  s << "}\n";
+  s << "trap 'forward USR1' USR1\n";
+  s << "trap 'forward TERM' TERM\n";
+  s << "\n";
+  s << "srun --mpi=pmix --kill-on-bad-exit=1";
+  s << " " << shell_quote(o.dtrain_binary) << " train";
+  bool has_resume = false;
+  for (const std::string& a : o.train_args) {
+    if (a == "--resume" || a.rfind("--resume=", 0) == 0) has_resume = true;
+  }
+  for (const std::string& a : o.train_args) s << " " << shell_quote(a);
+  if (!has_resume) s << " --resume auto";
+  s << " &\n";
+  s << "srun_pid=$!\n";
+  s << "while :; do\n";
+  s << "  wait \"$srun_pid\"\n";
+  s << "  rc=$?\n";
+  s << "  [ \"$rc\" -gt 128 ] || break\n";
+  s << "  # a trapped signal ends 'wait' early (status > 128) while srun still runs\n";
+  s << "  kill -0 \"$srun_pid\" 2>/dev/null && continue\n";
+  s << "  wait \"$srun_pid\"; r=$?; [ \"$r\" -eq 127 ] || rc=$r  # it ended meanwhile: its own status\n";
+  s << "  break\n";
+  s << "done\n";
+  s << "echo \"dtrain submit: the training step exited with code $rc at $(date -Is)\"\n";
+  s << "exit \"$rc\"\n";
+  return s.str();
+}
+
+int submit_main(const std::vector<std::string>& args) {
+  cli::ArgParser p("dtrain submit",
+                   "Writes a Slurm batch script that runs 'dtrain train' on every task of the job, checkpoints and "
+                   "requeues itself before the time limit, and submits it with sbatch.");
+  p.add_option("nodes", "N", "nodes", "1");
+  p.add_option("ntasks-per-node", "N", "tasks (ranks) per node: one per GPU with device=cuda", "1");
+  p.add_option("gpus-per-node", "N", "GPUs per node; 0 = none requested", "0");
+  p.add_option("time", "LIMIT", "time limit, as sbatch takes it (e.g. 24:00:00, 2-00:00:00)");
+  p.add_option("partition", "NAME", "partition");
+  p.add_option("account", "NAME", "account to charge");
+  p.add_option("job-name", "NAME", "job name", "dtrain");
+  p.add_option("output", "FILE", "the job's stdout and stderr (appended to across requeues; %j = job id)",
+               "dtrain-%j.out");
+  p.add_option("chdir", "DIR", "the job's working directory (default: this one)");
+  p.add_option("signal-seconds", "S", "send SIGUSR1 this many seconds before the time limit (--signal=B:USR1@S)",
+               "120");
+  p.add_option("sbatch", "LINE", "an extra #SBATCH line, e.g. --sbatch=--constraint=a100 (repeatable)");
+  p.add_option("binary", "PATH", "the dtrain the job runs (default: this program)");
+  p.add_flag("dry-run", "print the batch script and do not submit it");
+  p.add_flag("no-check", "submit without first checking the config with 'dtrain train --print-config'");
+  p.set_epilog(kEpilog);
+
+  // Split at "--"; take the repeatable --sbatch out before ArgParser sees the rest.
+  std::vector<std::string> mine, train;
+  bool after = false;
+  for (const std::string& a : args) {
+    if (!after && a == "--") {
+      after = true;
+    } else if (after) {
+      train.push_back(a);
+    } else {
+      mine.push_back(a);
+    }
+  }
+  std::vector<std::string> rest, extra;
+  for (size_t i = 0; i < mine.size(); ++i) {
+    if (mine[i] == "--sbatch") {
+      if (i + 1 >= mine.size()) DT_THROW(ConfigError, "dtrain submit: option '--sbatch' needs a value (LINE)");
+      extra.push_back(mine[++i]);
+    } else if (mine[i].rfind("--sbatch=", 0) == 0) {
+      extra.push_back(mine[i].substr(9));
+    } else {
+      rest.push_back(mine[i]);
+    }
+  }
+  p.parse(rest);
+  if (p.help_requested()) {
+    std::printf("%s", p.help().c_str());
+    return 0;
+  }
+  if (train.empty()) {
+    DT_THROW(ConfigError, "dtrain submit: no training arguments; put the config and its options after '--', e.g. "
+                          "'dtrain submit --nodes 2 -- configs/x.toml --set epochs=10'");
+  }
+
+  SubmitOptions o;
+  auto positive = [&](const char* name, int min) {
+    int64_t v = p.get_int(name);
+    if (v < min || v > 1000000) DT_THROW(ConfigError, "dtrain submit: --", name, " must be at least ", min, ", got ", v);
+    return static_cast<int>(v);
+  };
+  o.nodes = positive("nodes", 1);
+  o.ntasks_per_node = positive("ntasks-per-node", 1);
+  o.gpus_per_node = positive("gpus-per-node", 0);
+  o.signal_seconds = positive("signal-seconds", 1);
+  if (p.has("time")) o.time = p.get("time");
+  if (p.has("partition")) o.partition = p.get("partition");
+  if (p.has("account")) o.account = p.get("account");
+  o.job_name = p.get("job-name");
+  o.output = p.get("output");
+  o.chdir = p.has("chdir") ? p.get("chdir") : cwd();
+  o.extra_sbatch = extra;
+  o.dtrain_binary = p.has("binary") ? p.get("binary") : self_path();
+  o.train_args = train;
+  check_line("--time", o.time);
+  check_line("--partition", o.partition);
+  check_line("--account", o.account);
+  check_line("--job-name", o.job_name);
+  check_line("--output", o.output);
+  check_line("--chdir", o.chdir);
+  for (const std::string& l : extra) check_line("--sbatch", l);
+  for (const std::string& a : train) check_line("a training argument", a);
+
+  std::string script = batch_script(o);
+  if (p.flag("dry-run")) {
+    std::printf("%s", script.c_str());
+    return 0;
+  }
+
+  if (!p.flag("no-check")) {
+    // A bad config should fail now, not after the job waited in the queue.
+    std::vector<std::string> check = {o.dtrain_binary, "train"};
+    check.insert(check.end(), train.begin(), train.end());
+    check.push_back("--print-config");
+    CommandResult c = run_command(check);
+    if (!c.started || c.exit_code != 0) {
+      std::fprintf(stderr, "%s", c.output.c_str());
+      DT_THROW(ConfigError, "dtrain submit: 'dtrain train' rejects these arguments (above); nothing was submitted");
+    }
+  }
+
+  CommandResult r = run_command({"sbatch", "--parsable"}, script);
+  if (!r.started) {
+    DT_THROW(IoError, "dtrain submit: cannot run sbatch: ", r.output,
+             " (is this a Slurm login node? 'dtrain submit --dry-run ...' prints the script)");
+  }
+  std::string out = r.output;
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  if (r.exit_code != 0) DT_THROW(IoError, "dtrain submit: sbatch failed (exit code ", r.exit_code, "): ", out);
+  // --parsable prints "JOBID" or "JOBID;CLUSTER", possibly after warnings on other lines.
+  std::string last = out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+  std::string id = last.substr(0, last.find(';'));
+  if (out != last) std::fprintf(stderr, "%s\n", out.substr(0, out.size() - last.size()).c_str());
+  std::printf("%s\n", id.c_str());
+  std::fflush(stdout);
+  std::fprintf(stderr, "dtrain submit: submitted batch job %s (%d node(s) x %d task(s)); output in %s\n", id.c_str(),
+               o.nodes, o.ntasks_per_node, o.output.c_str());
+  return 0;
+}
+
+}  // namespace dtrain::slurm

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# CTest slurm_submit_requeue (label slurm; docs/SLURM.md): on a real one-node Slurm
+# (scripts/slurm/local-cluster.sh), `dtrain submit` a 2-rank training job, send its batch
+# shell SIGUSR1 as --signal=B:USR1 would, and check that the ranks checkpoint and stop
+# (exit 75), rank 0 requeues the job, the job resumes from the checkpoint, finishes, and
+# ends with the same parameters and optimizer state, bit for bit, as an uninterrupted
+# run. The cluster, its jobs and the work directory are removed on every exit.
+#
+#   bash tests/slurm/test_submit_requeue.sh build/launcher/dtrain
+#
+# Exit 77 (skipped, with the reason) where Slurm cannot run: not root, or slurm-wlm/munge
+# not installed (scripts/install-deps.sh installs them). DTRAIN_SLURM_TEST_KEEP=1 keeps
+# the work directory.
+set -euo pipefail
+
+dtrain="$(realpath "${1:?usage: test_submit_requeue.sh DTRAIN_BINARY}")"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cluster_sh="$root/scripts/slurm/local-cluster.sh"
+
+skip() { echo "SKIPPED: $*"; exit 77; }
+fail() { echo "FAIL: $*"; exit 1; }
+elapsed() { echo "$((SECONDS - t_start)) s"; }
+[ "$(id -u)" = 0 ] || skip "the local Slurm cluster runs its daemons as root (SlurmUser=root)"
+for b in munged slurmctld slurmd; do
+  command -v "$b" >/dev/null || [ -x "/usr/sbin/$b" ] || skip "'$b' is not installed (scripts/install-deps.sh)"
+done
+for b in sbatch srun scontrol scancel; do command -v "$b" >/dev/null || skip "'$b' is not installed"; done
+/usr/bin/python3 -c 'import h5py' 2>/dev/null || skip "python3-h5py is not installed"
+
+# Nothing from an enclosing Slurm job may leak into ours.
+for v in $(compgen -e | grep '^SLURM_' || true); do unset "$v"; done
+
+work="$(mktemp -d /tmp/dtrain-slurm-test.XXXXXX)"
+t_start=$SECONDS
+failed=1
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ "$failed" = 1 ]; then
+    echo "---- job output ----"; cat "$work/job.out" 2>/dev/null || true
+    echo "---- slurmctld.log (tail) ----"; tail -n 30 "$work/cluster/log/slurmctld.log" 2>/dev/null || true
+    echo "---- slurmd.log (tail) ----"; tail -n 30 "$work/cluster/log/slurmd.log" 2>/dev/null || true
+  fi
+  bash "$cluster_sh" stop "$work/cluster" || true
+  if [ "${DTRAIN_SLURM_TEST_KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "interrupted"; exit 130' INT TERM
+
+
+cluster_env="$(bash "$cluster_sh" start "$work/cluster")" || fail "the local Slurm cluster did not start"
+eval "$cluster_env"
+echo "cluster up after $(elapsed)"
+cd "$work"
+
+"$dtrain" data synth images --out train.h5 --n 512 --height 8 --width 8 --channels 1 --seed 1 >/dev/null
+# 240 steps of a tiny MLP: 15 epochs of 16 steps at a global batch of 32 (2 ranks x 16).
+cat > cfg.toml <<'EOF'
+batch_size = 16
+steps = 240
+seed = 3
+[model]
+name = "mlp"
+hidden = 32
+[data]
+train = "train.h5"
+[optimizer]
+name = "sgd"
+lr = 0.05
+momentum = 0.9
+[log]
+interval = 20
+EOF
+
+# The uninterrupted reference, directly under srun (no checkpoints but the final one).
+timeout 60 srun --mpi=pmix -n 2 "$dtrain" train cfg.toml --checkpoint-dir ref > ref.out 2>&1 ||
+  { cat ref.out; fail "the reference run failed"; }
+[ -f ref/step-240.h5 ] && [ -f ref/step-240.ok ] || { cat ref.out; ls -la ref || true; fail "no final reference checkpoint"; }
+echo "reference run done after $(elapsed)"
+
+# The same training through `dtrain submit`, slowed to 50 ms a step (about 12 s in all) so
+# the signal lands mid-run. sbatch passes this environment on to the job.
+export DTRAIN_TEST_STEP_DELAY_MS=50
+"$dtrain" submit --dry-run --ntasks-per-node 2 --signal-seconds 10 --time 5 --output job.out -- \
+  cfg.toml --checkpoint-dir job --checkpoint-every 100 > job.sh
+grep -q -- '--signal=B:USR1@10' job.sh && grep -q -- '--requeue' job.sh && grep -q -- '--open-mode=append' job.sh &&
+  grep -q -- "srun --mpi=pmix .*$dtrain train cfg.toml .*--resume auto" job.sh || { cat job.sh; fail "unexpected batch script"; }
+job="$("$dtrain" submit --ntasks-per-node 2 --signal-seconds 10 --time 5 --output job.out -- \
+  cfg.toml --checkpoint-dir job --checkpoint-every 100)"
+[[ "$job" =~ ^[0-9]+$ ]] || fail "dtrain submit printed '$job', not a job id"
+echo "submitted job $job after $(elapsed)"
+
+job_field() { scontrol show job "$job" 2>/dev/null | grep -oE "(^|[[:space:]])$1=[^[:space:]]*" | head -1 | sed 's/.*=//'; }
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: poll every 0.2 s
+  local limit="$1" what="$2" t0=$SECONDS
+  shift 2
+  until "$@"; do
+    [ $((SECONDS - t0)) -lt "$limit" ] || fail "timed out after ${limit} s waiting for: $what (job state $(job_field JobState))"
+    sleep 0.2
+  done
+}
+
+# Signal after the periodic checkpoint at step 100, so that --resume auto must pick the
+# newer one the stop writes; as --signal=B:USR1 does, to the batch shell, which forwards
+# it to the srun step.
+wait_for 60 "progress past step 100" grep -qs '^step 120/240' job.out
+scancel --batch --signal=USR1 "$job"
+echo "sent SIGUSR1 to the batch shell after $(elapsed)"
+
+requeued() { [ "$(job_field Restarts)" = 1 ] && [ "$(job_field JobState)" = PENDING ]; }
+wait_for 30 "the job to be requeued (Restarts=1, PENDING)" requeued
+# A requeued job waits about cred_expire (10 s) before it may start again; start it now.
+scontrol update JobId="$job" StartTime=now || true  # (it may have started already)
+echo "requeued; released after $(elapsed)"
+
+completed() {
+  local s
+  s="$(job_field JobState)"
+  case "$s" in
+    COMPLETED) return 0 ;;
+    FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE) fail "job ended $s" ;;
+    *) return 1 ;;
+  esac
+}
+wait_for 60 "the resumed job to complete" completed
+echo "job completed after $(elapsed)"
+
+# What the job said it did, in order: stop at a step boundary with a checkpoint, exit 75,
+# requeue by rank 0, resume from that checkpoint, finish.
+grep -q 'SIGUSR1 at .*asking the ranks to checkpoint and stop' job.out || fail "the batch shell did not report the signal"
+stop_step="$(sed -n 's/^stopped after step \([0-9]*\) of 240.*/\1/p' job.out | head -1)"
+[ -n "$stop_step" ] && [ "$stop_step" -gt 100 ] && [ "$stop_step" -lt 240 ] || fail "the run did not stop early at a step boundary"
+grep -q "checkpoint step $stop_step: job/step-$stop_step.h5" job.out || fail "no checkpoint at the stop step $stop_step"
+grep -q 'the training step exited with code 75' job.out || fail "the stopped step did not exit with code 75"
+grep -q "requeued Slurm job $job" job.out || fail "rank 0 did not report the requeue"
+grep -q "(restart 1) starts" job.out || fail "the job did not start again"
+grep -q "resumed from job/step-$stop_step.h5: step $stop_step" job.out || fail "the job did not resume from step $stop_step"
+grep -q 'finished 240 steps' job.out || fail "the resumed run did not finish"
+grep -q 'the training step exited with code 0' job.out || fail "the resumed step did not exit with 0"
+[ -f job/step-240.ok ] || fail "no final checkpoint"
+echo "stopped at step $stop_step, requeued, resumed, finished"
+
+/usr/bin/python3 - ref/step-240.h5 job/step-240.h5 <<'EOF'
+import sys, h5py
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+names = []
+for g in ("model", "optimizer"):
+    a[g].visititems(lambda n, o: names.append(g + "/" + n) if isinstance(o, h5py.Dataset) else None)
+bad = [n for n in names if n not in b or a[n].shape != b[n].shape or a[n].dtype != b[n].dtype
+       or a[n][()].tobytes() != b[n][()].tobytes()]
+if not any(n.startswith("model/") for n in names) or not any(n.startswith("optimizer/") for n in names):
+    sys.exit("FAIL: no model or optimizer datasets in the reference checkpoint")
+if bad:
+    sys.exit("FAIL: differ from the uninterrupted run: " + ", ".join(bad))
+print(f"{len(names)} model and optimizer datasets identical bit for bit to the uninterrupted run")
+EOF
+
+failed=0
+echo "PASS after $(elapsed)"
