@@ -5,6 +5,7 @@
 //                launch, in order from next_launch on, every bucket that is complete
 //                (Note [Same call order]: the launch order never depends on hook order);
 //                poll the launched ones (MPI progresses only inside MPI calls).
+//                With options.overlap = false only the copy: finalize() launches all.
 //   finalize()   fill the slices of parameters whose hook did not fire (their local
 //                gradient, or zeros), launch the rest in order, wait for all, copy the
 //                averaged slices back into the gradients, reset for the next backward.
@@ -152,6 +153,7 @@ void Reducer::Impl::on_ready(size_t i) {
               "' became ready twice before finalize(); call finalize() after every synchronizing backward, and "
               "set_sync(false) for the micro-batches that only accumulate");
   mark_in(i);
+  if (!options.overlap) return;  // finalize() launches every bucket
   launch_in_order();
   poll();
 }

@@ -16,7 +16,8 @@
 // (sum) is launched; buckets are launched strictly in bucket order, whatever order the
 // hooks fire in (Note [Same call order]). finalize(), called after backward, launches any
 // bucket not yet launched (in order), waits for all, and copies the averaged values back
-// into the parameters' gradients.
+// into the parameters' gradients. With ReducerOptions::overlap = false the hooks only
+// copy, and finalize() launches every bucket.
 //
 // Parameters that received no gradient in a backward (unused this step) have zeros
 // (core's ready-hooks fire for every parameter used on the tape; a parameter absent from
@@ -41,6 +42,11 @@ namespace dtrain::dist {
 struct ReducerOptions {
   size_t first_bucket_bytes = size_t{1} << 20;  // ~1 MiB
   size_t bucket_bytes = size_t{25} << 20;       // ~25 MiB
+  // true: a bucket's all-reduce is launched from the ready-hook that completes it, while
+  // backward continues. false: the hooks only copy gradients into the buckets and
+  // finalize() launches every all-reduce (the same buckets, order and results; for
+  // measuring what the overlap hides, benchmarks/bench_allreduce.cpp).
+  bool overlap = true;
 };
 
 struct BucketInfo {

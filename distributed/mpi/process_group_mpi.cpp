@@ -9,6 +9,22 @@
 //
 // Average is MPI_SUM followed, once the request has completed, by a scale by 1/size in
 // place (in wait() or the is_completed() call that sees completion).
+//
+// Note [Open MPI's iallreduce algorithm]: Open MPI's non-blocking collectives come from
+// its libnbc component, whose MPI_Iallreduce picks the binomial algorithm (reduce to
+// rank 0, then broadcast: the whole buffer travels twice, one after the other, and one
+// rank does all the arithmetic) whenever the buffer is MPI_IN_PLACE or there are fewer
+// than 4 ranks, i.e. always for dtrain's buckets. The blocking MPI_Allreduce (the tuned
+// component) uses reduce-scatter + all-gather for large buffers, and on 2 ranks was
+// about 1.5x faster from 256 KiB on (benchmarks/README.md, bench_allreduce). libnbc has the same algorithm
+// ("rabenseifner", coll_libnbc_iallreduce_algorithm = 3), still non-blocking, and with
+// it the group matches MPI_Allreduce's bandwidth. So each all_reduce sets that control
+// variable (through the MPI tool interface, MPI_T) for the duration of its
+// MPI_Iallreduce call, which is when libnbc builds its schedule, and restores it; other
+// MPI_Iallreduce callers in the process keep Open MPI's default. A user who sets the
+// variable (mpirun --mca coll_libnbc_iallreduce_algorithm N, or
+// OMPI_MCA_coll_libnbc_iallreduce_algorithm=N) keeps their choice; other MPI
+// implementations have no such variable and are left alone.
 #include <type_traits>
 
 #include "distributed/checks.h"
@@ -79,6 +95,56 @@ class MpiWork : public Work {
   bool done_ = false;
 };
 
+// libnbc's iallreduce algorithm (Note [Open MPI's iallreduce algorithm]), set around the
+// group's own MPI_Iallreduce calls. Inactive (a no-op) without that control variable,
+// when the user set it, or when the tool interface refuses.
+class IallreduceAlgorithm {
+ public:
+  static constexpr int kRabenseifner = 3;  // reduce-scatter + all-gather
+
+  IallreduceAlgorithm() {
+    int provided = 0;
+    if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS) return;
+    tool_ = true;
+    int index = -1, count = 0, value = 0;
+    MPI_Datatype type = MPI_DATATYPE_NULL;
+    if (MPI_T_cvar_get_index("coll_libnbc_iallreduce_algorithm", &index) != MPI_SUCCESS) return;
+    if (MPI_T_cvar_get_info(index, nullptr, nullptr, nullptr, &type, nullptr, nullptr, nullptr, nullptr, nullptr) !=
+            MPI_SUCCESS ||
+        type != MPI_INT) {
+      return;
+    }
+    if (MPI_T_cvar_handle_alloc(index, nullptr, &handle_, &count) != MPI_SUCCESS) return;
+    // 0 is "ignore" (libnbc decides): anything else is the user's choice.
+    if (count != 1 || MPI_T_cvar_read(handle_, &value) != MPI_SUCCESS || value != 0) return;
+    // Check that it can be written (and leave it as it was).
+    if (MPI_T_cvar_write(handle_, &kRabenseifner) != MPI_SUCCESS) return;
+    active_ = MPI_T_cvar_write(handle_, &value) == MPI_SUCCESS;
+  }
+  ~IallreduceAlgorithm() {
+    if (handle_ != MPI_T_CVAR_HANDLE_NULL && !mpi_finalized()) MPI_T_cvar_handle_free(&handle_);
+    if (tool_) MPI_T_finalize();
+  }
+  IallreduceAlgorithm(const IallreduceAlgorithm&) = delete;
+  IallreduceAlgorithm& operator=(const IallreduceAlgorithm&) = delete;
+
+  // Calls `start` (which starts one MPI_Iallreduce) with the algorithm set.
+  template <typename F>
+  int with_algorithm(F&& start) {
+    if (!active_) return start();
+    static constexpr int kDefault = 0;
+    MPI_T_cvar_write(handle_, &kRabenseifner);
+    const int rc = start();
+    MPI_T_cvar_write(handle_, &kDefault);
+    return rc;
+  }
+
+ private:
+  bool tool_ = false;    // MPI_T initialized (by this object)
+  bool active_ = false;  // the variable exists, was at its default and is writable
+  MPI_T_cvar_handle handle_ = MPI_T_CVAR_HANDLE_NULL;
+};
+
 class MpiGroup : public ProcessGroup {
  public:
   explicit MpiGroup(MPI_Comm parent) {
@@ -103,8 +169,10 @@ class MpiGroup : public ProcessGroup {
     detail::check_reduce(kBackend, t, op, DeviceKind::CPU);
     auto work = std::make_shared<MpiWork>(std::vector<Tensor>{t}, op == ReduceOp::Average ? size_ : 0);
     MPI_Op mop = op == ReduceOp::Max ? MPI_MAX : MPI_SUM;
-    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), count_of(t), mpi_type(t.dtype()), mop, comm_,
-                             work->request()));
+    const int count = count_of(t);
+    const MPI_Datatype type = mpi_type(t.dtype());
+    MPI_CHECK(algorithm_.with_algorithm(
+        [&] { return MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), count, type, mop, comm_, work->request()); }));
     return work;
   }
 
@@ -135,6 +203,7 @@ class MpiGroup : public ProcessGroup {
     DT_CHECK(t.nbytes() <= static_cast<size_t>(INT32_MAX), "mpi: ", t.str(), " is larger than 2 GiB; split it");
     return static_cast<int>(t.nbytes());
   }
+  IallreduceAlgorithm algorithm_;  // Note [Open MPI's iallreduce algorithm]
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
