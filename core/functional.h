@@ -100,6 +100,63 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
 // (N, d1, d2, ...) -> (N, d1 * d2 * ...), as torch.flatten(x, 1).
 Tensor flatten(const Tensor& x);
 
+// ---- sequences (core/functional_seq.cpp) ----
+// Batch-first throughout: sequences are (B, T, D); lengths are i64 (B) on the tensors'
+// device, a sample's steps t >= lengths[b] being padding.
+
+// table[ids]: ids i64 of any shape, table (V, D); out: ids.shape + (D). The row
+// padding_idx (-1: none) receives no gradient, as torch.nn.functional.embedding. An id
+// outside [0, V) throws on the CPU and gives a NaN row on CUDA.
+Tensor embedding(const Tensor& ids, const Tensor& table, int64_t padding_idx = -1);
+// Softmax cross-entropy over logits (N, C) and targets i64 (N), averaged over the rows
+// whose target is not ignore_index (torch's cross_entropy(ignore_index=...)); NaN when
+// every row is ignored.
+Tensor cross_entropy_masked(const Tensor& logits, const Tensor& targets, int64_t ignore_index);
+
+// (B, T, D) -> T tensors (B, D), recorded as one function; and back.
+std::vector<Tensor> unbind_time(const Tensor& x);
+Tensor stack_time(const std::vector<Tensor>& steps);
+// Rows of a where t < lengths[b], of b elsewhere. a, b: (B, D).
+Tensor length_select(const Tensor& lengths, int64_t t, const Tensor& a, const Tensor& b);
+// (N, D1) and (N, D2)... of equal D: concatenation along the last dim (bidirectional outputs).
+Tensor concat_last(const Tensor& a, const Tensor& b);
+
+struct LstmState {
+  Tensor h, c;  // (B, H) each
+};
+// The fused pointwise LSTM step from gate pre-activations (B, 4H) in PyTorch's order
+// i, f, g, o and c_prev (B, H): c = f c_prev + i g, h = o tanh(c).
+LstmState lstm_pointwise(const Tensor& gates, const Tensor& c_prev);
+// One LSTM step as torch.nn.LSTMCell: x (B, In), h, c (B, H), w_ih (4H, In), w_hh (4H, H),
+// b_ih, b_hh (4H) (either bias may be undefined).
+LstmState lstm_cell(const Tensor& x, const Tensor& h, const Tensor& c, const Tensor& w_ih, const Tensor& w_hh,
+                    const Tensor& b_ih, const Tensor& b_hh);
+struct LstmSequence {
+  Tensor output;  // (B, T, H): h_t, zero at padded steps
+  LstmState final;  // each sample's state after its last valid step
+};
+// One LSTM layer in one direction over x (B, T, In). lengths (i64 (B)) may be undefined
+// (every sample is T long); h0, c0 may be undefined (zeros). A sample's h, c do not change
+// at its padded steps. reverse runs t = T-1 .. 0, so each sample's reverse pass starts at
+// its own last valid step, as PyTorch's packed sequences do.
+LstmSequence lstm(const Tensor& x, const Tensor& lengths, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                  const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh, bool reverse = false);
+
+// Batched matrix-vector product: a (B, M, K) @ x (B, K) -> (B, M); with trans,
+// a^T (B, K, M) @ x (B, M) -> (B, K).
+Tensor bmv(const Tensor& a, const Tensor& x, bool trans = false);
+// Softmax over the first lengths[r] entries of each row of x (R, S); 0 elsewhere.
+Tensor masked_softmax(const Tensor& x, const Tensor& lengths);
+struct Attention {
+  Tensor context;  // (B, Hv)
+  Tensor weights;  // (B, T), 0 beyond each source length
+};
+// Luong attention of query (B, H) over keys (B, T, H) and values (B, T, Hv), masked by
+// src_lengths (i64 (B), undefined: all T). Score: dot (w undefined), q . k_t; general
+// (w (H, Hk)), q^T W k_t with keys (B, T, Hk).
+Attention attention(const Tensor& query, const Tensor& keys, const Tensor& values, const Tensor& src_lengths,
+                    const Tensor& w = Tensor());
+
 }  // namespace dtrain::fn
 
 namespace dtrain {

@@ -131,3 +131,51 @@ DT_CONVERT_PAIRS(DT_INSTANTIATE_CONVERT)
 #undef DT_UNAVAILABLE
 
 }  // namespace dtrain::ops::cuda
+
+// ---- sequences (ops/kernels.inc, section "sequences") -------------------------------------
+namespace dtrain::ops::cuda {
+
+#define DT_SEQ_STUB(name, params)                                                                    \
+  template <typename T>                                                                              \
+  void name params {                                                                                 \
+    throw std::runtime_error("dtrain was built without CUDA: cuda::" #name                           \
+                             " is unavailable; rebuild with -DCMAKE_CUDA_COMPILER=/path/to/nvcc");   \
+  }
+DT_SEQ_STUB(embedding_forward, (const int64_t*, const T*, T*, int64_t, int64_t, int64_t, Exec))
+DT_SEQ_STUB(embedding_backward, (const int64_t*, const T*, T*, int64_t, int64_t, int64_t, int64_t, Exec))
+DT_SEQ_STUB(softmax_xent_masked_forward, (const T*, const int64_t*, T*, T*, T*, int64_t, int64_t, int64_t, Exec))
+DT_SEQ_STUB(softmax_xent_masked_backward,
+            (const T*, const int64_t*, const T*, const T*, T*, int64_t, int64_t, int64_t, Exec))
+DT_SEQ_STUB(lstm_cell_forward, (const T*, const T*, T*, T*, T*, int64_t, int64_t, Exec))
+DT_SEQ_STUB(lstm_cell_backward, (const T*, const T*, const T*, const T*, const T*, T*, T*, int64_t, int64_t, Exec))
+DT_SEQ_STUB(length_select, (const int64_t*, int64_t, const T*, const T*, T*, int64_t, int64_t, Exec))
+DT_SEQ_STUB(time_gather, (const T*, T*, int64_t, int64_t, int64_t, int64_t, Exec))
+DT_SEQ_STUB(time_scatter, (const T*, T*, int64_t, int64_t, int64_t, int64_t, Exec))
+DT_SEQ_STUB(batched_gemv, (bool, const T*, const T*, T*, int64_t, int64_t, int64_t, Exec))
+DT_SEQ_STUB(batched_outer, (const T*, const T*, T*, int64_t, int64_t, int64_t, Exec))
+DT_SEQ_STUB(masked_softmax_forward, (const T*, const int64_t*, T*, int64_t, int64_t, Exec))
+DT_SEQ_STUB(masked_softmax_backward, (const T*, const T*, T*, int64_t, int64_t, Exec))
+#undef DT_SEQ_STUB
+
+#define DT_INSTANTIATE(T)                                                                                         \
+  template void embedding_forward<T>(const int64_t*, const T*, T*, int64_t, int64_t, int64_t, Exec);             \
+  template void embedding_backward<T>(const int64_t*, const T*, T*, int64_t, int64_t, int64_t, int64_t, Exec);   \
+  template void softmax_xent_masked_forward<T>(const T*, const int64_t*, T*, T*, T*, int64_t, int64_t, int64_t,  \
+                                               Exec);                                                            \
+  template void softmax_xent_masked_backward<T>(const T*, const int64_t*, const T*, const T*, T*, int64_t,       \
+                                                int64_t, int64_t, Exec);                                         \
+  template void lstm_cell_forward<T>(const T*, const T*, T*, T*, T*, int64_t, int64_t, Exec);                    \
+  template void lstm_cell_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, int64_t, int64_t, \
+                                      Exec);                                                                     \
+  template void length_select<T>(const int64_t*, int64_t, const T*, const T*, T*, int64_t, int64_t, Exec);       \
+  template void time_gather<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, Exec);                          \
+  template void time_scatter<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, Exec);                         \
+  template void batched_gemv<T>(bool, const T*, const T*, T*, int64_t, int64_t, int64_t, Exec);                  \
+  template void batched_outer<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, Exec);                       \
+  template void masked_softmax_forward<T>(const T*, const int64_t*, T*, int64_t, int64_t, Exec);                 \
+  template void masked_softmax_backward<T>(const T*, const T*, T*, int64_t, int64_t, Exec);
+DT_INSTANTIATE(float)
+DT_INSTANTIATE(double)
+#undef DT_INSTANTIATE
+
+}  // namespace dtrain::ops::cuda

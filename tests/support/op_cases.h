@@ -56,6 +56,11 @@ inline std::vector<Tensor> make_inputs(const OpCase& c, DType dtype, Device devi
   return out;
 }
 
+// A fixed i64 tensor (ids, targets, lengths) on `like`'s device.
+inline Tensor seq_ids(const std::vector<int64_t>& values, const Shape& shape, const Tensor& like) {
+  return Tensor::from_vector(values, shape).to(like.device());
+}
+
 inline const std::vector<OpCase>& op_cases() {
   using V = const std::vector<Tensor>&;
   static const std::vector<OpCase> cases = {
@@ -127,6 +132,61 @@ inline const std::vector<OpCase>& op_cases() {
          return fn::dropout(x[0], 0.3, true, gen);
        }},
       {"flatten", {{{2, 3, 2, 2}}}, [](V x) { return fn::mul(fn::flatten(x[0]), fn::flatten(x[0])); }},
+      // ---- sequences (core/functional_seq.cpp); ids, targets and lengths are fixed i64
+      // tensors made on the inputs' device, so padding and ignored rows are always present.
+      {"embedding", {{{5, 3}}},
+       [](V x) { return fn::embedding(seq_ids({1, 3, 0, 3, 4, 1}, {2, 3}, x[0]), x[0]); }},
+      {"embedding_padding", {{{5, 3}}},
+       [](V x) { return fn::embedding(seq_ids({1, 3, 0, 3, 4, 0}, {2, 3}, x[0]), x[0], 0); }, true, std::nullopt,
+       // Row 0 is the padding row: its gradient is zero by definition, not by calculus, so
+       // the finite differences skip it (the device agreement still compares it).
+       [](size_t i, int64_t j, const std::vector<Tensor>&, double) { return i == 0 && j < 3; }},
+      {"cross_entropy_masked", {{{6, 4}}},
+       [](V x) { return fn::cross_entropy_masked(x[0], seq_ids({1, -100, 3, 0, -100, 2}, {6}, x[0]), -100); }},
+      {"lstm_pointwise", {{{3, 8}}, {{3, 2}}},
+       [](V x) {
+         fn::LstmState s = fn::lstm_pointwise(x[0], x[1]);
+         return fn::add(s.h, fn::mul(s.c, s.c));
+       }},
+      {"lstm_cell", {{{2, 3}}, {{2, 4}}, {{2, 4}}, {{16, 3}}, {{16, 4}}, {{16}}, {{16}}},
+       [](V x) {
+         fn::LstmState s = fn::lstm_cell(x[0], x[1], x[2], fn::scale(x[3], 0.5), fn::scale(x[4], 0.5), x[5], x[6]);
+         return fn::add(s.h, fn::mul(s.c, s.c));
+       }},
+      {"lstm_lengths", {{{3, 4, 2}}, {{3, 3}}, {{3, 3}}, {{12, 2}}, {{12, 3}}, {{12}}, {{12}}},
+       [](V x) {
+         fn::LstmSequence r = fn::lstm(x[0], seq_ids({4, 2, 1}, {3}, x[0]), x[1], x[2], fn::scale(x[3], 0.5),
+                                       fn::scale(x[4], 0.5), x[5], x[6]);
+         return fn::add(fn::reshape(r.output, {3, 12}), fn::concat_last(fn::concat_last(r.final.h, r.final.c),
+                                                                          fn::concat_last(r.final.c, r.final.h)));
+       }},
+      {"lstm_lengths_reverse", {{{3, 4, 2}}, {{12, 2}}, {{12, 3}}, {{12}}, {{12}}},
+       [](V x) {
+         fn::LstmSequence r = fn::lstm(x[0], seq_ids({2, 4, 3}, {3}, x[0]), Tensor(), Tensor(), fn::scale(x[1], 0.5),
+                                       fn::scale(x[2], 0.5), x[3], x[4], true);
+         return fn::add(fn::reshape(r.output, {3, 12}), fn::concat_last(fn::concat_last(r.final.h, r.final.c),
+                                                                          fn::concat_last(r.final.c, r.final.h)));
+       }},
+      {"lstm_no_lengths", {{{2, 3, 2}}, {{8, 2}}, {{8, 2}}, {{8}}},
+       [](V x) {
+         fn::LstmSequence r = fn::lstm(x[0], Tensor(), Tensor(), Tensor(), x[1], x[2], x[3], Tensor());
+         return fn::mul(fn::reshape(r.output, {2, 6}), fn::reshape(r.output, {2, 6}));
+       }},
+      {"concat_last", {{{2, 3, 2}}, {{2, 3, 2}}},
+       [](V x) { return fn::mul(fn::concat_last(x[0], x[1]), fn::concat_last(x[1], x[1])); }},
+      {"bmv", {{{2, 3, 4}}, {{2, 4}}}, [](V x) { return fn::bmv(x[0], x[1]); }},
+      {"bmv_trans", {{{2, 3, 4}}, {{2, 3}}}, [](V x) { return fn::bmv(x[0], x[1], true); }},
+      {"masked_softmax", {{{3, 4}}}, [](V x) { return fn::masked_softmax(x[0], seq_ids({3, 0, 4}, {3}, x[0])); }},
+      {"attention_dot", {{{3, 2}}, {{3, 4, 2}}, {{3, 4, 3}}},
+       [](V x) {
+         fn::Attention a = fn::attention(x[0], x[1], x[2], seq_ids({4, 1, 2}, {3}, x[0]));
+         return fn::add(a.weights, fn::bmv(x[2], fn::mul(a.context, a.context)));
+       }},
+      {"attention_general", {{{3, 2}}, {{3, 4, 3}}, {{3, 4, 2}}, {{2, 3}}},
+       [](V x) {
+         fn::Attention a = fn::attention(x[0], x[1], x[2], seq_ids({2, 4, 3}, {3}, x[0]), x[3]);
+         return fn::add(a.weights, fn::bmv(x[2], fn::mul(a.context, a.context)));
+       }},
   };
   return cases;
 }
