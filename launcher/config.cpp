@@ -58,16 +58,21 @@ struct Key {
 const std::vector<Key>& keys() {
   static const std::vector<Key> table = {
       DT_KEY("model.name", String, model.name,
-             "mlp | small_cnn | small_vgg | vgg16_cifar | vgg16 (docs/TRAINING.md describes each)"),
+             "mlp | small_cnn | small_vgg | vgg16_cifar | vgg16 | dcgan (docs/TRAINING.md describes each; "
+             "dcgan: docs/GAN.md)"),
       DT_KEY("model.classes", Int, model.classes, "output classes; 0 = the training file's class count"),
       DT_KEY("model.hidden", Int, model.hidden,
              "classifier hidden width; 0 = the model's default (mlp 256, small_cnn 128, small_vgg 512, "
              "vgg16_cifar 512, vgg16 4096)"),
       DT_KEY("model.dropout", Float, model.dropout, "dropout probability in the VGG classifiers, in [0, 1)"),
       DT_KEY("model.batch_norm", Bool, model.batch_norm,
-             "small_cnn, vgg16, vgg16_cifar: BatchNorm2d after each convolution"),
+             "small_cnn, vgg16, vgg16_cifar: BatchNorm2d after each convolution; dcgan: the DCGAN batch norms "
+             "(set true for the paper's networks)"),
       DT_KEY("model.fc_dropout", Float, model.fc_dropout,
              "mlp, small_cnn: dropout before the last layer, in [0, 1); 0 = none"),
+      DT_KEY("model.z_dim", Int, model.z_dim, "dcgan: noise dimension (nz)"),
+      DT_KEY("model.g_channels", Int, model.g_channels, "dcgan: generator width (ngf)"),
+      DT_KEY("model.d_channels", Int, model.d_channels, "dcgan: discriminator width (ndf)"),
       DT_KEY("data.train", String, data.train,
              "training file (HDF5 image classification, docs/DATASETS.md); relative paths are "
              "relative to the working directory. Required"),
@@ -75,6 +80,9 @@ const std::vector<Key>& keys() {
       DT_KEY("data.augment.pad_crop", Int, data.pad_crop, "random crop after zero padding by N pixels (0 = off)"),
       DT_KEY("data.augment.hflip", Bool, data.hflip, "random horizontal flips"),
       DT_KEY("data.workers", Int, data.workers, "loader threads per rank"),
+      DT_KEY("data.normalize", String, data.normalize,
+             "auto | meanstd ((p/255 - mean) / std with the file's mean and std) | tanh (2 p/255 - 1, in [-1, 1]); "
+             "auto = tanh for dcgan, meanstd otherwise"),
       DT_KEY("batch_size", Int, batch_size, "samples per rank per micro-batch (global batch: ranks x this x grad_accum)"),
       DT_KEY("epochs", Int, epochs, "passes over the training set (ignored when steps > 0)"),
       DT_KEY("steps", Int, steps, "optimizer steps to train; 0 = epochs x steps per epoch"),
@@ -88,6 +96,20 @@ const std::vector<Key>& keys() {
              "L2 penalty (sgd, adam) or decoupled decay (adamw)"),
       DT_KEY("optimizer.betas", FloatList, optimizer.betas, "adam, adamw: [beta1, beta2]"),
       DT_KEY("optimizer.eps", Float, optimizer.eps, "adam, adamw: denominator epsilon"),
+      DT_KEY("optimizer_g.name", String, optimizer_g.name, "dcgan generator's optimizer: adam | adamw | sgd"),
+      DT_KEY("optimizer_g.lr", Float, optimizer_g.lr, "dcgan generator's optimizer: learning rate (constant)"),
+      DT_KEY("optimizer_g.momentum", Float, optimizer_g.momentum, "dcgan generator's optimizer: sgd momentum"),
+      DT_KEY("optimizer_g.nesterov", Bool, optimizer_g.nesterov, "dcgan generator's optimizer: sgd Nesterov momentum"),
+      DT_KEY("optimizer_g.weight_decay", Float, optimizer_g.weight_decay, "dcgan generator's optimizer: L2 penalty (sgd, adam) or decoupled decay (adamw)"),
+      DT_KEY("optimizer_g.betas", FloatList, optimizer_g.betas, "dcgan generator's optimizer: adam, adamw [beta1, beta2]"),
+      DT_KEY("optimizer_g.eps", Float, optimizer_g.eps, "dcgan generator's optimizer: adam, adamw denominator epsilon"),
+      DT_KEY("optimizer_d.name", String, optimizer_d.name, "dcgan discriminator's optimizer: adam | adamw | sgd"),
+      DT_KEY("optimizer_d.lr", Float, optimizer_d.lr, "dcgan discriminator's optimizer: learning rate (constant)"),
+      DT_KEY("optimizer_d.momentum", Float, optimizer_d.momentum, "dcgan discriminator's optimizer: sgd momentum"),
+      DT_KEY("optimizer_d.nesterov", Bool, optimizer_d.nesterov, "dcgan discriminator's optimizer: sgd Nesterov momentum"),
+      DT_KEY("optimizer_d.weight_decay", Float, optimizer_d.weight_decay, "dcgan discriminator's optimizer: L2 penalty (sgd, adam) or decoupled decay (adamw)"),
+      DT_KEY("optimizer_d.betas", FloatList, optimizer_d.betas, "dcgan discriminator's optimizer: adam, adamw [beta1, beta2]"),
+      DT_KEY("optimizer_d.eps", Float, optimizer_d.eps, "dcgan discriminator's optimizer: adam, adamw denominator epsilon"),
       DT_KEY("schedule.name", String, schedule.name,
              "constant | step (lr x gamma^(step / step_size)) | cosine (linear warm-up, then half "
              "cosine to min_lr at the last step)"),
@@ -111,6 +133,11 @@ const std::vector<Key>& keys() {
       DT_KEY("checkpoint.keep_last", Int, checkpoint_keep_last,
              "complete checkpoints kept, older ones deleted after a new one is complete (--keep-last); 0 = all"),
       DT_KEY("checkpoint.final", Bool, checkpoint_final, "write a checkpoint after the last step"),
+      DT_KEY("gan.samples", String, gan.samples,
+             "dcgan: PNG written by rank 0 at each evaluation, a grid of G(fixed noise) (\"{step}\" in the name "
+             "is replaced by the step); \"\" = none"),
+      DT_KEY("gan.samples_n", Int, gan.samples_n, "dcgan: images in the grid (the fixed noise batch)"),
+      DT_KEY("gan.noise_seed", Int, gan.noise_seed, "dcgan: seed of the fixed noise batch"),
   };
   return table;
 }
@@ -303,7 +330,43 @@ void validate(const Config& c, const std::map<std::string, std::string>& origin)
     }
     fail(key, "must be one of " + list + "; got '" + v + "'");
   };
-  one_of("model.name", c.model.name, {"mlp", "small_cnn", "small_vgg", "vgg16_cifar", "vgg16"});
+  one_of("model.name", c.model.name, {"mlp", "small_cnn", "small_vgg", "vgg16_cifar", "vgg16", "dcgan"});
+  one_of("data.normalize", c.data.normalize, {"auto", "meanstd", "tanh"});
+  if (c.model.z_dim < 1) fail("model.z_dim", "must be >= 1");
+  if (c.model.g_channels < 1) fail("model.g_channels", "must be >= 1");
+  if (c.model.d_channels < 1) fail("model.d_channels", "must be >= 1");
+  if (c.gan.samples_n < 1) fail("gan.samples_n", "must be >= 1");
+  if (c.gan.noise_seed < 0) fail("gan.noise_seed", "must be >= 0");
+  auto check_optimizer = [&](const std::string& t, const OptimizerConfig& o) {
+    one_of(t + ".name", o.name, {"sgd", "adam", "adamw"});
+    if (!(o.lr > 0)) fail(t + ".lr", "must be > 0");
+    if (!(o.momentum >= 0)) fail(t + ".momentum", "must be >= 0");
+    if (o.nesterov && !(o.momentum > 0)) fail(t + ".nesterov", "needs " + t + ".momentum > 0");
+    if (!(o.weight_decay >= 0)) fail(t + ".weight_decay", "must be >= 0");
+    if (o.betas.size() != 2 || !(o.betas[0] >= 0 && o.betas[0] < 1) || !(o.betas[1] >= 0 && o.betas[1] < 1)) {
+      fail(t + ".betas", "must be two numbers in [0, 1), e.g. [0.5, 0.999]");
+    }
+    if (!(o.eps > 0)) fail(t + ".eps", "must be > 0");
+  };
+  check_optimizer("optimizer_g", c.optimizer_g);
+  check_optimizer("optimizer_d", c.optimizer_d);
+  if (c.model.name == "dcgan") {
+    // The GAN loop (docs/GAN.md) has no test evaluation, gradient accumulation, schedule
+    // or checkpoints (yet): refuse them rather than ignore them.
+    if (!c.data.test.empty()) {
+      fail("data.test", "must be empty for model.name = dcgan (a GAN's evaluation is the sample grid, gan.samples)");
+    }
+    if (c.grad_accum != 1) fail("grad_accum", "must be 1 for model.name = dcgan");
+    if (c.schedule.name != "constant") {
+      fail("schedule.name", "must be constant for model.name = dcgan (the rates are optimizer_g.lr and optimizer_d.lr)");
+    }
+    if (!c.checkpoint_dir.empty()) {
+      fail("checkpoint.dir", "is not supported for model.name = dcgan yet: the checkpoint format holds one network "
+                             "and one optimizer; leave it empty (no --checkpoint-dir, no --resume)");
+    }
+  } else if (!c.gan.samples.empty()) {
+    fail("gan.samples", "is for model.name = dcgan only");
+  }
   if (c.model.classes < 0) fail("model.classes", "must be >= 0 (0: from the training file)");
   if (c.model.hidden < 0) fail("model.hidden", "must be >= 0 (0: the model's default)");
   if (!(c.model.dropout >= 0 && c.model.dropout < 1)) fail("model.dropout", "must be in [0, 1)");

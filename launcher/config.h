@@ -14,12 +14,15 @@
 namespace dtrain::launcher {
 
 struct ModelConfig {
-  std::string name = "small_cnn";  // mlp | small_cnn | small_vgg | vgg16_cifar | vgg16
+  std::string name = "small_cnn";  // mlp | small_cnn | small_vgg | vgg16_cifar | vgg16 | dcgan
   int64_t classes = 0;             // 0: the number of classes of the training file
   int64_t hidden = 0;              // hidden width of the classifier; 0: the model's default
   double dropout = 0.5;            // vgg16 / vgg16_cifar classifier dropout
-  bool batch_norm = false;         // small_cnn / vgg16 / vgg16_cifar: BatchNorm2d after each convolution
+  bool batch_norm = false;         // small_cnn / vgg16 / vgg16_cifar / dcgan: BatchNorm2d after convolutions
   double fc_dropout = 0.0;         // mlp / small_cnn: dropout before the last layer (0 = none)
+  int64_t z_dim = 100;             // dcgan: noise dimension (nz)
+  int64_t g_channels = 64;         // dcgan: generator width (ngf)
+  int64_t d_channels = 64;         // dcgan: discriminator width (ndf)
 };
 
 struct DataConfig {
@@ -28,6 +31,10 @@ struct DataConfig {
   int64_t pad_crop = 0;       // augment.pad_crop: random crop after zero padding by this many pixels
   bool hflip = false;         // augment.hflip: random horizontal flip
   int64_t workers = 1;        // loader threads per rank
+  // data.normalize: how pixels p in [0, 255] become inputs. "meanstd": (p/255 - mean) / std
+  // with the file's per-channel mean and std; "tanh": 2 p/255 - 1, in [-1, 1] (a GAN's
+  // range); "auto": tanh for dcgan, meanstd otherwise.
+  std::string normalize = "auto";
 };
 
 struct OptimizerConfig {
@@ -48,6 +55,13 @@ struct ScheduleConfig {
   double gamma = 0.1;             // step: decay factor
 };
 
+// The GAN recipe (model.name = "dcgan", docs/GAN.md).
+struct GanConfig {
+  std::string samples;         // gan.samples: PNG of G(fixed noise) at each evaluation; "{step}" -> the step; "" none
+  int64_t samples_n = 64;      // gan.samples_n: images in the grid (the fixed noise batch)
+  int64_t noise_seed = 1234;   // gan.noise_seed: seed of the fixed noise batch
+};
+
 struct Config {
   std::string source;  // where it was read from ("" for defaults only)
 
@@ -59,6 +73,11 @@ struct Config {
   int64_t grad_accum = 1;  // micro-batches per optimizer step
   int64_t seed = 0;
   OptimizerConfig optimizer;
+  // dcgan: the generator's and the discriminator's optimizers (Adam, lr 2e-4, betas
+  // (0.5, 0.999), as in the DCGAN paper); `optimizer` is not used.
+  OptimizerConfig optimizer_g{"adam", 2e-4, 0.0, false, 0.0, {0.5, 0.999}, 1e-8};
+  OptimizerConfig optimizer_d{"adam", 2e-4, 0.0, false, 0.0, {0.5, 0.999}, 1e-8};
+  GanConfig gan;
   ScheduleConfig schedule;
   int64_t log_interval = 50;   // log.interval
   std::string log_metrics;     // log.metrics: JSON-lines path ("" none)

@@ -25,6 +25,8 @@
 #include "core/functional.h"
 #include "core/io/h5.h"
 #include "core/log.h"
+#include "core/io/image_grid.h"
+#include "core/models/dcgan.h"
 #include "core/models/vgg.h"
 #include "core/nn/conv.h"
 #include "core/nn/layers.h"
@@ -32,6 +34,7 @@
 #include "core/optim/optimizer.h"
 #include "datasets/loader.h"
 #include "distributed/agreement.h"
+#include "distributed/gan.h"
 #include "distributed/reducer.h"
 #include "ops/cpu_threads.h"
 
@@ -310,6 +313,32 @@ struct Trainer::Impl {
   std::string last_checkpoint;  // path of the newest checkpoint this run wrote
   std::FILE* sample_log = nullptr;
 
+  // data.normalize = tanh: the loader's (p/255 - mean) / std is mapped to 2 p/255 - 1 by
+  // x * 2 std + (2 mean - 1), per channel (tensors of the batch's shape, cached).
+  bool tanh_inputs = false;
+  struct Affine {
+    Shape shape;
+    Tensor scale, shift;
+  } train_affine, test_affine;
+  Tensor normalize(const Tensor& x, Affine& a, const data::ImageSchema& s) const;
+
+  // model.name = dcgan (docs/GAN.md).
+  bool gan = false;
+  struct Gan {
+    std::shared_ptr<models::DcganGenerator> g;
+    std::shared_ptr<models::DcganDiscriminator> d;
+    nn::NamedTensors g_params, d_params, g_buffers, d_buffers;
+    std::unique_ptr<optim::Optimizer> opt_g, opt_d;
+    std::unique_ptr<dist::Reducer> reducer_g, reducer_d;
+    std::unique_ptr<Generator> noise;  // this rank's training noise
+    Tensor fixed_z;                    // the grid's noise batch, the same on every rank
+    std::string description;
+  } gan_;
+  void setup_gan();
+  // Rank 0: the grid of G(fixed_z), G in eval mode; returns the path written.
+  std::string write_samples(int64_t step);
+  TrainSummary run_gan();
+
   ~Impl() {
     if (metrics) std::fclose(metrics);
     if (sample_log) std::fclose(sample_log);
@@ -360,9 +389,17 @@ void Trainer::Impl::setup() {
   lc.augment.pad_crop = cfg.data.pad_crop;
   lc.augment.hflip = cfg.data.hflip;
   lc.device = world.device();
+  gan = cfg.model.name == "dcgan";
+  tanh_inputs = cfg.data.normalize == "tanh" || (cfg.data.normalize == "auto" && gan);
+  lc.images_only = gan;  // a GAN reads classification files too, without their labels
   train = std::make_unique<data::Loader>(lc);
-  DT_CHECK_AS(train->kind() == data::Kind::ImageClassification, ConfigError, "data.train = ", cfg.data.train,
-              " is a ", data::kind_name(train->kind()), " file; dtrain train needs an image classification file");
+  if (gan) {
+    DT_CHECK_AS(train->kind() == data::Kind::ImageOnly, ConfigError, "data.train = ", cfg.data.train, " is a ",
+                data::kind_name(train->kind()), " file; model.name = dcgan needs an image file");
+  } else {
+    DT_CHECK_AS(train->kind() == data::Kind::ImageClassification, ConfigError, "data.train = ", cfg.data.train,
+                " is a ", data::kind_name(train->kind()), " file; dtrain train needs an image classification file");
+  }
   train_schema = train->image_schema();
   micro_per_epoch = train->batches_per_epoch();
   int64_t global = static_cast<int64_t>(world.size()) * cfg.batch_size;
@@ -373,6 +410,10 @@ void Trainer::Impl::setup() {
   DT_CHECK_AS(cfg.schedule.name != "cosine" || cfg.schedule.warmup < total_steps, ConfigError,
               "schedule.warmup = ", cfg.schedule.warmup, " must be smaller than the number of steps, ", total_steps);
 
+  if (gan) {
+    setup_gan();
+    return;
+  }
   int64_t classes = cfg.model.classes > 0 ? cfg.model.classes : train_schema.num_classes();
   DT_CHECK_AS(classes >= train_schema.num_classes(), ConfigError, "model.classes = ", cfg.model.classes, " but ",
               cfg.data.train, " has ", train_schema.num_classes(), " classes");
@@ -425,6 +466,96 @@ void Trainer::Impl::setup() {
   }
 }
 
+Tensor Trainer::Impl::normalize(const Tensor& x, Affine& a, const data::ImageSchema& s) const {
+  if (!tanh_inputs) return x;
+  if (!a.scale.defined() || a.shape != x.shape()) {
+    const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
+    std::vector<float> scale(static_cast<size_t>(n * c * hw)), shift(scale.size());
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const double mean = ch < static_cast<int64_t>(s.mean.size()) ? s.mean[static_cast<size_t>(ch)] : 0.0;
+        const double sd = ch < static_cast<int64_t>(s.std.size()) ? s.std[static_cast<size_t>(ch)] : 1.0;
+        const size_t at = static_cast<size_t>((i * c + ch) * hw);
+        std::fill_n(scale.begin() + static_cast<std::ptrdiff_t>(at), hw, static_cast<float>(2 * sd));
+        std::fill_n(shift.begin() + static_cast<std::ptrdiff_t>(at), hw, static_cast<float>(2 * mean - 1));
+      }
+    }
+    a.shape = x.shape();
+    a.scale = Tensor::from_vector<float>(scale, x.shape()).to(x.device()).to(x.dtype());
+    a.shift = Tensor::from_vector<float>(shift, x.shape()).to(x.device()).to(x.dtype());
+  }
+  autograd::NoGrad no_grad;
+  return fn::add(fn::mul(x, a.scale), a.shift);
+}
+
+void Trainer::Impl::setup_gan() {
+  const int64_t h = train_schema.height, w = train_schema.width;
+  DT_CHECK_AS(h == w && (h == 28 || h == 32), ConfigError, "model.name = dcgan needs 28x28 or 32x32 images; ",
+              cfg.data.train, " has ", h, "x", w);
+  total_steps = cfg.steps > 0 ? cfg.steps : cfg.epochs * micro_per_epoch;
+  models::DcganConfig dc;
+  dc.image_size = static_cast<int>(h);
+  dc.channels = static_cast<int>(train_schema.channels);
+  dc.z_dim = static_cast<int>(cfg.model.z_dim);
+  dc.g_channels = static_cast<int>(cfg.model.g_channels);
+  dc.d_channels = static_cast<int>(cfg.model.d_channels);
+  dc.batch_norm = cfg.model.batch_norm;
+  // One initialization stream for every rank (rank 0's values are broadcast anyway).
+  Generator gen = Generator::derive(static_cast<uint64_t>(cfg.seed), 0, "init");
+  gan_.g = models::make_dcgan_generator(dc, gen);
+  gan_.d = models::make_dcgan_discriminator(dc, gen);
+  for (nn::Module* net : {static_cast<nn::Module*>(gan_.g.get()), static_cast<nn::Module*>(gan_.d.get())}) {
+    net->to(world.device());
+    net->train();
+  }
+  gan_.g_params = gan_.g->named_parameters();
+  gan_.d_params = gan_.d->named_parameters();
+  gan_.g_buffers = gan_.g->named_buffers();
+  gan_.d_buffers = gan_.d->named_buffers();
+  gan_.opt_g = build_optimizer(cfg.optimizer_g, gan_.g_params);
+  gan_.opt_d = build_optimizer(cfg.optimizer_d, gan_.d_params);
+  schedule = build_schedule(cfg, total_steps);  // unused (constant rates), described nowhere
+  gan_.noise = std::make_unique<Generator>(
+      Generator::derive(static_cast<uint64_t>(cfg.seed), static_cast<uint64_t>(world.rank()), "gan_noise"));
+  Generator fixed = Generator::derive(static_cast<uint64_t>(cfg.gan.noise_seed), 0, "gan_fixed_noise");
+  gan_.fixed_z = Tensor::empty({cfg.gan.samples_n, cfg.model.z_dim, 1, 1}, DType::F32, world.device());
+  fixed.normal_(gan_.fixed_z, 0.0, 1.0);
+  std::ostringstream desc;
+  desc << "dcgan " << h << "x" << w << "x" << train_schema.channels << " (z " << dc.z_dim << ", G width "
+       << dc.g_channels << " " << gan_.g->num_parameters() << " parameters, D width " << dc.d_channels << " "
+       << gan_.d->num_parameters() << " parameters" << (dc.batch_norm ? ", batch norm" : ", no batch norm") << ")";
+  gan_.description = desc.str();
+
+  if (rank0() && !cfg.log_metrics.empty()) {
+    std::filesystem::path p(cfg.log_metrics);
+    if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+    metrics = std::fopen(cfg.log_metrics.c_str(), "w");
+    DT_CHECK_AS(metrics != nullptr, IoError, "cannot write log.metrics = ", cfg.log_metrics, ": ",
+                std::strerror(errno));
+  }
+}
+
+std::string Trainer::Impl::write_samples(int64_t step) {
+  std::string path = cfg.gan.samples;
+  for (auto at = path.find("{step}"); at != std::string::npos; at = path.find("{step}")) {
+    path.replace(at, 6, std::to_string(step));
+  }
+  std::filesystem::path fp(path);
+  if (fp.has_parent_path()) std::filesystem::create_directories(fp.parent_path());
+  Tensor images;
+  gan_.g->eval();  // batch norm with the running statistics
+  try {
+    autograd::NoGrad no_grad;
+    images = (*gan_.g)(gan_.fixed_z);
+  } catch (...) {
+    gan_.g->train();
+    throw;
+  }
+  gan_.g->train();
+  io::write_image_grid(path, images);
+  return path;
+}
+
 Trainer::Trainer(const Config& config, World& world) : impl_(std::make_unique<Impl>(config, world)) {
   std::exception_ptr error;
   try {
@@ -448,7 +579,14 @@ void Trainer::preflight() {
   ro.bucket_bytes = static_cast<size_t>(m.cfg.bucket_mib * (1 << 20));
   std::exception_ptr error;
   try {
-    m.reducer = std::make_unique<dist::Reducer>(m.world.group(), m.params, ro);
+    if (m.gan) {
+      // One Reducer per network, on the same group: their collectives never interleave
+      // (Note [GAN generator step freezes D] in distributed/gan.h).
+      m.gan_.reducer_g = std::make_unique<dist::Reducer>(m.world.group(), m.gan_.g_params, ro);
+      m.gan_.reducer_d = std::make_unique<dist::Reducer>(m.world.group(), m.gan_.d_params, ro);
+    } else {
+      m.reducer = std::make_unique<dist::Reducer>(m.world.group(), m.params, ro);
+    }
   } catch (...) {
     error = std::current_exception();
   }
@@ -459,17 +597,34 @@ void Trainer::preflight() {
            << ", eval.interval " << m.cfg.eval_interval << ", eval.batch_size " << m.cfg.eval_batch_size
            << ", device " << m.cfg.device << ", checkpoint.dir '" << m.cfg.checkpoint_dir << "' every "
            << m.cfg.checkpoint_every << " final " << m.cfg.checkpoint_final << ", resume '" << m.cfg.resume << "'";
-  optimizer << m.cfg.optimizer.name << " lr " << m.cfg.optimizer.lr << " momentum " << m.cfg.optimizer.momentum
-            << " nesterov " << m.cfg.optimizer.nesterov << " weight_decay " << m.cfg.optimizer.weight_decay
-            << " betas " << m.cfg.optimizer.betas[0] << " " << m.cfg.optimizer.betas[1] << " eps "
-            << m.cfg.optimizer.eps << "; " << m.schedule->describe();
+  auto describe_optimizer = [](std::ostringstream& os, const OptimizerConfig& o) {
+    os << o.name << " lr " << o.lr << " momentum " << o.momentum << " nesterov " << o.nesterov << " weight_decay "
+       << o.weight_decay << " betas " << o.betas[0] << " " << o.betas[1] << " eps " << o.eps;
+  };
+  std::string parameters, layout;
+  if (m.gan) {
+    optimizer << "generator: ";
+    describe_optimizer(optimizer, m.cfg.optimizer_g);
+    optimizer << "\ndiscriminator: ";
+    describe_optimizer(optimizer, m.cfg.optimizer_d);
+    parameters = "generator:\n" + dist::describe_parameters(m.gan_.g_params) + "\ndiscriminator:\n" +
+                 dist::describe_parameters(m.gan_.d_params);
+    layout = "generator:\n" + m.gan_.reducer_g->layout() + "\ndiscriminator:\n" + m.gan_.reducer_d->layout();
+    training << ", gan.samples_n " << m.cfg.gan.samples_n << ", gan.noise_seed " << m.cfg.gan.noise_seed;
+  } else {
+    describe_optimizer(optimizer, m.cfg.optimizer);
+    optimizer << "; " << m.schedule->describe();
+    parameters = dist::describe_parameters(m.params);
+    layout = m.reducer->layout();
+  }
   dataset << manifest_line("train", m.train_schema);
   if (m.test) dataset << "\n" << manifest_line("test", m.test_schema);
-  dataset << "\naugment pad_crop " << m.cfg.data.pad_crop << " hflip " << m.cfg.data.hflip;
+  dataset << "\naugment pad_crop " << m.cfg.data.pad_crop << " hflip " << m.cfg.data.hflip << "; inputs "
+          << (m.tanh_inputs ? "tanh" : "meanstd");
   dist::AgreementItems items = {
       {"batch size", std::to_string(m.cfg.batch_size)},
-      {"parameters", dist::describe_parameters(m.params)},
-      {"bucket layout", m.reducer->layout()},
+      {"parameters", parameters},
+      {"bucket layout", layout},
       {"training length", training.str()},
       {"optimizer", optimizer.str()},
       {"dataset", dataset.str()},
@@ -491,7 +646,7 @@ Trainer::Impl::Eval Trainer::Impl::evaluate() {
     for (int64_t i = 0; i < n; ++i) {
       data::Batch b = test->next();
       if (b.size == 0) continue;
-      Tensor logits = model.module->forward(b.images);
+      Tensor logits = model.module->forward(normalize(b.images, test_affine, test_schema));
       Tensor loss = fn::softmax_cross_entropy(logits, b.labels);
       loss_sum += loss.item<float>() * static_cast<double>(b.size);
       std::vector<float> l = logits.to(Device::cpu()).to_vector<float>();
@@ -713,6 +868,7 @@ TrainSummary Trainer::run() {
   if (!m.knobs.pid_dir.empty()) {
     std::ofstream(m.knobs.pid_dir + "/rank" + std::to_string(m.world.rank()) + ".pid") << ::getpid() << "\n";
   }
+  if (m.gan) return m.run_gan();
   // A resumed run loads the same file on every rank; a fresh one takes rank 0's initial
   // values everywhere (only now that the shapes agree).
   if (!cfg.resume.empty()) m.resume();
@@ -803,7 +959,7 @@ TrainSummary Trainer::run() {
       Tensor loss, objective;
       {
         autograd::GradRecorder rec(tape);
-        Tensor logits = m.model.module->forward(b.images);
+        Tensor logits = m.model.module->forward(m.normalize(b.images, m.train_affine, m.train_schema));
         loss = fn::softmax_cross_entropy(logits, b.labels);
         // Each micro-batch's mean loss weighs 1/accum: the step's gradient is the mean
         // over all its samples, as one batch of accum x batch_size would give.
@@ -921,6 +1077,192 @@ TrainSummary Trainer::run() {
     } else {
       std::printf("finished %lld steps in %.1f s; final training loss %.4f\n", static_cast<long long>(step),
                   summary.seconds, summary.final_loss);
+    }
+    std::fflush(stdout);
+  }
+  return summary;
+}
+
+// The GAN loop (trainer.h; docs/GAN.md): the classifier loop's protocol with a GanStep
+// in place of the forward/backward, and rank 0 writing the sample grid where the
+// classifier evaluates.
+TrainSummary Trainer::Impl::run_gan() {
+  const int world_n = world.size();
+  // Rank 0's initial values everywhere (only now that the shapes agree).
+  gan_.reducer_g->broadcast_from_rank0(gan_.g_buffers);
+  gan_.reducer_d->broadcast_from_rank0(gan_.d_buffers);
+  dist::GanStepOptions so;
+  so.z_dim = static_cast<int>(cfg.model.z_dim);
+  dist::GanStep gan_step(*gan_.g, *gan_.d, *gan_.opt_g, *gan_.opt_d, gan_.reducer_g.get(), gan_.reducer_d.get(),
+                         *gan_.noise, so);
+  const int64_t epochs_total = (total_steps + micro_per_epoch - 1) / micro_per_epoch;
+  const int64_t params_total = gan_.g->num_parameters() + gan_.d->num_parameters();
+  auto opt_text = [](const OptimizerConfig& o) {
+    std::ostringstream os;
+    os << o.name << " lr " << o.lr;
+    if (o.name == "sgd") {
+      os << " momentum " << o.momentum;
+    } else {
+      os << " betas (" << o.betas[0] << ", " << o.betas[1] << ")";
+    }
+    if (o.weight_decay > 0) os << " weight_decay " << o.weight_decay;
+    return os.str();
+  };
+  if (rank0()) {
+    std::printf("dtrain train %s: %d rank%s (%s, %s, %d thread%s per rank), %s, %lld parameters\n",
+                cfg.source.c_str(), world_n, world_n > 1 ? "s" : "", world.group().backend().c_str(),
+                world.device().str().c_str(), threads, threads > 1 ? "s" : "", gan_.description.c_str(),
+                static_cast<long long>(params_total));
+    std::printf("data %s: %lld samples %lldx%lldx%lld, inputs in [-1, 1] (%s); global batch %lld (%d x %lld); "
+                "%lld steps (%lld per epoch)\n",
+                basename_of(cfg.data.train).c_str(), static_cast<long long>(train_schema.n),
+                static_cast<long long>(train_schema.height), static_cast<long long>(train_schema.width),
+                static_cast<long long>(train_schema.channels), tanh_inputs ? "tanh" : "meanstd: NOT [-1, 1]",
+                static_cast<long long>(world_n * cfg.batch_size), world_n, static_cast<long long>(cfg.batch_size),
+                static_cast<long long>(total_steps), static_cast<long long>(micro_per_epoch));
+    std::printf("optimizer_g %s; optimizer_d %s\n", opt_text(cfg.optimizer_g).c_str(),
+                opt_text(cfg.optimizer_d).c_str());
+    std::fflush(stdout);
+    write_metrics("{\"kind\":\"header\",\"model\":\"dcgan\",\"world_size\":" + std::to_string(world_n) +
+                  ",\"backend\":" + json_string(world.group().backend()) + ",\"device\":" +
+                  json_string(world.device().str()) + ",\"threads_per_rank\":" + std::to_string(threads) +
+                  ",\"steps\":" + std::to_string(total_steps) + ",\"steps_per_epoch\":" +
+                  std::to_string(micro_per_epoch) + ",\"parameters\":" + std::to_string(params_total) +
+                  ",\"generator_parameters\":" + std::to_string(gan_.g->num_parameters()) +
+                  ",\"discriminator_parameters\":" + std::to_string(gan_.d->num_parameters()) + ",\"build\":" +
+                  json_string(std::string(DTRAIN_VERSION) + " (" + DTRAIN_GIT_HASH + ")") +
+                  ",\"config\":" + json_string(canonical(cfg)) + "}");
+  }
+
+  TrainSummary summary;
+  struct Interval {
+    int64_t steps = 0;
+    double loss_d = 0, loss_g = 0, d_real = 0, d_fake = 0, d_fake_g = 0;  // sums weighted by samples
+    double samples = 0, wall = 0, data_wait = 0, allreduce_wait = 0, skew = 0;
+  } iv;
+  const auto start = Clock::now();
+  int64_t consumed = 0;
+  int64_t step = 0;
+  data::Position position = train->sampler().normalize(train->position());
+  constexpr int kFields = 8;
+  while (step < total_steps) {
+    const auto t0 = Clock::now();
+    const double wait0 = train->wait_seconds();
+    const int64_t epoch_before = position.epoch;
+    data::Batch b = train->next();
+    position = train->sampler().normalize(b.next);
+    const Tensor real = normalize(b.images, train_affine, train_schema);
+    const dist::GanStepResult r = gan_step.step(real);
+    ++consumed;
+    ++step;
+
+    const double data_wait = train->wait_seconds() - wait0;
+    const double allreduce_wait = gan_.reducer_g->last_wait_seconds() + gan_.reducer_d->last_wait_seconds();
+    const double busy = seconds_since(t0) - data_wait - allreduce_wait;
+    const int stop_here = stop ? stop() : 0;
+    const double n = static_cast<double>(b.size);
+    // The step boundary: one all_gather of this rank's statistics (Note [Trainer step]).
+    Tensor mine = Tensor::from_vector<double>({r.loss_d * n, r.loss_g * n, r.d_real_mean * n, r.d_fake_mean * n,
+                                               r.d_fake_after * n, n, busy, static_cast<double>(stop_here)},
+                                              {kFields});
+    Tensor all = Tensor::zeros({kFields * static_cast<int64_t>(world_n)}, DType::F64);
+    world.control().all_gather(mine, all)->wait();
+    std::vector<double> g = all.to_vector<double>();
+    double sums[6] = {0, 0, 0, 0, 0, 0};
+    double busy_max = 0, busy_min = 1e300;
+    bool stop_all = false;
+    int stop_kind = 0;
+    for (int k = 0; k < world_n; ++k) {
+      const double* row = g.data() + kFields * k;
+      for (int i = 0; i < 6; ++i) sums[i] += row[i];
+      busy_max = std::max(busy_max, row[6]);
+      busy_min = std::min(busy_min, row[6]);
+      stop_all = stop_all || row[7] != 0;
+      stop_kind = std::max(stop_kind, static_cast<int>(row[7]));
+    }
+    const double total_n = sums[5];
+    summary.final_loss_d = total_n > 0 ? sums[0] / total_n : 0;
+    summary.final_loss_g = total_n > 0 ? sums[1] / total_n : 0;
+    summary.final_loss = summary.final_loss_d;
+
+    iv.steps += 1;
+    iv.loss_d += sums[0];
+    iv.loss_g += sums[1];
+    iv.d_real += sums[2];
+    iv.d_fake += sums[3];
+    iv.d_fake_g += sums[4];
+    iv.samples += total_n;
+    iv.wall += seconds_since(t0);
+    iv.data_wait += data_wait;
+    iv.allreduce_wait += allreduce_wait;
+    iv.skew += busy_max - busy_min;
+    const double epoch_f = static_cast<double>(consumed) / static_cast<double>(micro_per_epoch);
+    const bool last = step == total_steps || stop_all;
+    if (rank0() && (step % cfg.log_interval == 0 || last)) {
+      const double k = static_cast<double>(iv.steps);
+      const double ns = iv.samples > 0 ? iv.samples : 1;
+      const double ips = iv.wall > 0 ? iv.samples / iv.wall : 0;
+      const double eta = static_cast<double>(total_steps - step) * iv.wall / k;
+      const int64_t epoch_now = (consumed - 1) / micro_per_epoch + 1;
+      std::printf("step %lld/%lld | epoch %lld/%lld | loss_d %.4f | loss_g %.4f | D(x) %.3f | D(G(z)) %.3f / %.3f | "
+                  "%.0f img/s | data %.1f ms | allreduce %.1f ms | skew %.1f ms | ETA %s\n",
+                  static_cast<long long>(step), static_cast<long long>(total_steps),
+                  static_cast<long long>(epoch_now), static_cast<long long>(epochs_total), iv.loss_d / ns,
+                  iv.loss_g / ns, iv.d_real / ns, iv.d_fake / ns, iv.d_fake_g / ns, ips, 1e3 * iv.data_wait / k,
+                  1e3 * iv.allreduce_wait / k, 1e3 * iv.skew / k, duration_text(eta).c_str());
+      std::fflush(stdout);
+      write_metrics("{\"kind\":\"train\",\"step\":" + std::to_string(step) + ",\"epoch\":" + json_number(epoch_f) +
+                    ",\"loss_d\":" + json_number(iv.loss_d / ns) + ",\"loss_g\":" + json_number(iv.loss_g / ns) +
+                    ",\"d_real\":" + json_number(iv.d_real / ns) + ",\"d_fake\":" + json_number(iv.d_fake / ns) +
+                    ",\"d_fake_g_step\":" + json_number(iv.d_fake_g / ns) + ",\"images_per_s\":" + json_number(ips) +
+                    ",\"data_wait_s\":" + json_number(iv.data_wait / k) +
+                    ",\"allreduce_wait_s\":" + json_number(iv.allreduce_wait / k) +
+                    ",\"step_time_skew_s\":" + json_number(iv.skew / k) + ",\"steps_logged\":" +
+                    std::to_string(iv.steps) + ",\"time_s\":" + json_number(seconds_since(start)) + "}");
+      iv = Interval{};
+    }
+    if (stop_all && step < total_steps) {
+      summary.stopped = true;
+      summary.stop_kind = stop_kind;
+      if (rank0()) {
+        std::printf("stop requested: stopping after step %lld (dcgan: no checkpoint)\n", static_cast<long long>(step));
+        std::fflush(stdout);
+      }
+      if (!knobs.pid_dir.empty()) {
+        std::ofstream(knobs.pid_dir + "/rank" + std::to_string(world.rank()) + ".stopped") << step << "\n";
+      }
+      break;
+    }
+    // "Evaluation": the sample grid, rank 0 alone (no collective).
+    const bool epoch_end = position.epoch > epoch_before;
+    const bool due = cfg.eval_interval > 0 ? step % cfg.eval_interval == 0 : epoch_end;
+    if (!cfg.gan.samples.empty() && (due || step == total_steps) && rank0()) {
+      summary.samples = write_samples(step);
+      summary.evaluated = true;
+      std::printf("samples step %lld/%lld: %s (%lld images of G(fixed noise), G in eval mode)\n",
+                  static_cast<long long>(step), static_cast<long long>(total_steps), summary.samples.c_str(),
+                  static_cast<long long>(cfg.gan.samples_n));
+      std::fflush(stdout);
+      write_metrics("{\"kind\":\"samples\",\"step\":" + std::to_string(step) + ",\"epoch\":" + json_number(epoch_f) +
+                    ",\"path\":" + json_string(summary.samples) + ",\"images\":" + std::to_string(cfg.gan.samples_n) +
+                    ",\"time_s\":" + json_number(seconds_since(start)) + "}");
+    }
+    if (step == knobs.crash_at_step) {
+      std::fflush(stdout);
+      std::raise(SIGKILL);
+    }
+    if (knobs.step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(knobs.step_delay_ms));
+  }
+  summary.steps = step;
+  summary.seconds = seconds_since(start);
+  if (rank0()) {
+    if (summary.stopped) {
+      std::printf("stopped after step %lld of %lld (%.1f s); no checkpoint (dcgan)\n", static_cast<long long>(step),
+                  static_cast<long long>(total_steps), summary.seconds);
+    } else {
+      std::printf("finished %lld steps in %.1f s; loss_d %.4f, loss_g %.4f%s%s\n", static_cast<long long>(step),
+                  summary.seconds, summary.final_loss_d, summary.final_loss_g,
+                  summary.samples.empty() ? "" : "; samples ", summary.samples.c_str());
     }
     std::fflush(stdout);
   }

@@ -29,6 +29,14 @@
 //
 // Rank 0 prints progress lines and writes the metrics file; nothing else is rank
 // dependent.
+//
+// model.name = "dcgan" (docs/GAN.md) runs the same protocol with two networks: set-up
+// builds G and D, preflight makes one Reducer for each (on the same process group) and
+// agrees on both networks' parameters and both bucket layouts, run() broadcasts both
+// from rank 0, and each step is one dist::GanStep (the D step issues reducer_d's buckets,
+// the G step reducer_g's) followed by the same all_gather of the step's statistics. The
+// "evaluation" is rank 0 alone writing the grid of G(fixed noise) (gan.samples), with
+// no collective. There are no checkpoints for dcgan yet (refused in the config).
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -42,7 +50,10 @@ namespace dtrain::launcher {
 struct TrainSummary {
   int64_t steps = 0;
   double seconds = 0;          // wall time of the loop, evaluations included
-  double final_loss = 0;       // mean training loss of the last step, over all ranks
+  double final_loss = 0;       // mean training loss of the last step, over all ranks (dcgan: loss_d)
+  double final_loss_d = 0;     // dcgan: the last step's discriminator and generator losses, over all ranks
+  double final_loss_g = 0;
+  std::string samples;         // dcgan, rank 0: the last sample grid written ("" none)
   bool evaluated = false;
   double test_accuracy = 0;    // fraction in [0, 1]
   double test_loss = 0;
