@@ -20,32 +20,14 @@
 namespace {
 
 namespace fs = std::filesystem;
+using dtrain::testing::contains;
+using dtrain::testing::have_mpirun;
+using dtrain::testing::json_number;
+using dtrain::testing::read_lines;
 using CliRun = dtrain::testing::CommandResult;
 
 CliRun shell(const std::string& cmd) { return dtrain::testing::run_shell(cmd); }
 std::string bin() { return dtrain::testing::dtrain_bin(); }
-bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
-bool have_mpirun() { return shell("command -v mpirun").exit_code == 0; }
-std::string mpirun() {
-  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "
-         "timeout 180 mpirun";
-}
-
-std::vector<std::string> lines_of(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<std::string> out;
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
-// A JSON number field; NaN when absent or not a number (the trainer writes null for a
-// non-finite value).
-double json_field(const std::string& line, const std::string& key) {
-  std::smatch m;
-  std::regex re("\"" + key + "\":(-?[0-9.eE+-]+)");
-  if (!std::regex_search(line, m, re)) return std::nan("");
-  return std::stod(m[1]);
-}
 
 // Width and height from a PNG's IHDR chunk; {-1, -1} when the file is not a PNG.
 std::pair<int64_t, int64_t> png_size(const std::string& path) {
@@ -100,7 +82,7 @@ class GanRecipe : public ::testing::Test {
     EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(finished 4 steps in [0-9.]+ s; loss_d [0-9.]+, loss_g [0-9.]+)")))
         << r.output;
 
-    std::vector<std::string> lines = lines_of(metrics_);
+    std::vector<std::string> lines = read_lines(metrics_);
     ASSERT_EQ(lines.size(), 1u + 4u + 2u) << "header, 4 train records, 2 samples records in " << metrics_;
     EXPECT_TRUE(contains(lines[0], "\"kind\":\"header\"")) << lines[0];
     EXPECT_TRUE(contains(lines[0], "\"model\":\"dcgan\"")) << lines[0];
@@ -109,11 +91,11 @@ class GanRecipe : public ::testing::Test {
       if (contains(l, "\"kind\":\"train\"")) {
         ++train;
         for (const char* key : {"loss_d", "loss_g", "d_real", "d_fake", "d_fake_g_step"}) {
-          double v = json_field(l, key);
+          double v = json_number(l, key);
           EXPECT_TRUE(std::isfinite(v)) << key << " in " << l;
         }
-        EXPECT_GT(json_field(l, "loss_d"), 0) << l;
-        EXPECT_GT(json_field(l, "loss_g"), 0) << l;
+        EXPECT_GT(json_number(l, "loss_d"), 0) << l;
+        EXPECT_GT(json_number(l, "loss_g"), 0) << l;
       } else if (contains(l, "\"kind\":\"samples\"")) {
         ++samples;
       }
@@ -139,7 +121,7 @@ TEST_F(GanRecipe, SingleProcessLogsBothLossesAndWritesTheSampleGrid) {
 
 TEST_F(GanRecipe, TwoRanksUnderMpirunComplete) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun is not on PATH";
-  CliRun r = shell(mpirun() + " -np 2 " + bin() + " train " + config_ + " --set batch_size=4");
+  CliRun r = shell(dtrain::testing::mpirun_prefix(180) + " -np 2 " + bin() + " train " + config_ + " --set batch_size=4");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "2 ranks (")) << r.output;
   EXPECT_TRUE(contains(r.output, "global batch 8 (2 x 4)")) << r.output;

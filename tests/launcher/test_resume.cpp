@@ -36,19 +36,19 @@
 namespace {
 
 namespace fs = std::filesystem;
+using dtrain::testing::contains;
+using dtrain::testing::have_mpirun;
+using dtrain::testing::json_number;
+using dtrain::testing::read_lines;
 using dtrain::testing::CommandResult;
 
 CommandResult shell(const std::string& cmd) { return dtrain::testing::run_shell(cmd); }
 std::string bin() { return dtrain::testing::dtrain_bin(); }
-bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
-bool have_mpirun() { return shell("command -v mpirun").exit_code == 0; }
 
-// As in test_train.cpp; SLURM_JOB_ID is removed so a stop never tries to requeue the
-// job running the tests.
+// `mpirun -np RANKS dtrain train` with extra environment variables.
 std::string mpirun(int ranks, const std::string& env = "") {
-  return "env -u SLURM_JOB_ID OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-         "OMPI_MCA_rmaps_base_oversubscribe=1 " + env + " timeout 120 mpirun -np " + std::to_string(ranks) +
-         " " + bin() + " train ";
+  return (env.empty() ? "" : "env " + env + " ") + dtrain::testing::mpirun_prefix() + " -np " +
+         std::to_string(ranks) + " " + bin() + " train ";
 }
 
 class Resume : public ::testing::Test {

@@ -21,6 +21,10 @@
 namespace {
 
 namespace fs = std::filesystem;
+using dtrain::testing::contains;
+using dtrain::testing::have_mpirun;
+using dtrain::testing::json_number;
+using dtrain::testing::read_lines;
 
 using CliRun = dtrain::testing::CommandResult;
 
@@ -28,30 +32,8 @@ CliRun shell(const std::string& cmd) { return dtrain::testing::run_shell(cmd); }
 
 std::string bin() { return dtrain::testing::dtrain_bin(); }
 
-bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
 
-bool have_mpirun() { return shell("command -v mpirun").exit_code == 0; }
 
-// Open MPI refuses root without these; oversubscription lets 2 ranks run on 1 core; the
-// timeout turns a hang into a failure instead of a stuck test run.
-std::string mpirun() {
-  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "
-         "timeout 120 mpirun";
-}
-
-std::vector<std::string> lines_of(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<std::string> out;
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
-double json_field(const std::string& line, const std::string& key) {
-  std::smatch m;
-  std::regex re("\"" + key + "\":(-?[0-9.eE+-]+)");
-  if (!std::regex_search(line, m, re)) return -1e300;
-  return std::stod(m[1]);
-}
 
 class TrainRun : public ::testing::Test {
  protected:
@@ -109,7 +91,7 @@ TEST_F(TrainRun, SingleProcessPrintsProgressEvaluatesAndWritesMetrics) {
   EXPECT_TRUE(contains(r.output, "(100 samples)")) << r.output;  // every test sample once
   EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(final test accuracy [0-9.]+%)"))) << r.output;
 
-  std::vector<std::string> lines = lines_of(metrics_);
+  std::vector<std::string> lines = read_lines(metrics_);
   ASSERT_EQ(lines.size(), 1u + 3u + 2u) << "header, 3 train records, 2 eval records in " << metrics_;
   EXPECT_TRUE(contains(lines[0], "\"kind\":\"header\"")) << lines[0];
   EXPECT_TRUE(contains(lines[0], "\"world_size\":1")) << lines[0];
@@ -119,19 +101,19 @@ TEST_F(TrainRun, SingleProcessPrintsProgressEvaluatesAndWritesMetrics) {
     ASSERT_EQ(l.front(), '{') << l;
     ASSERT_EQ(l.back(), '}') << l;
     if (contains(l, "\"kind\":\"train\"")) {
-      train_steps.push_back(json_field(l, "step"));
+      train_steps.push_back(json_number(l, "step"));
       for (const char* key : {"epoch", "loss", "lr", "images_per_s", "data_wait_s", "allreduce_wait_s",
                               "step_time_skew_s"}) {
-        EXPECT_GE(json_field(l, key), 0) << key << " in " << l;
+        EXPECT_GE(json_number(l, key), 0) << key << " in " << l;
       }
-      EXPECT_GT(json_field(l, "images_per_s"), 0) << l;
-      EXPECT_GT(json_field(l, "loss"), 0) << l;
+      EXPECT_GT(json_number(l, "images_per_s"), 0) << l;
+      EXPECT_GT(json_number(l, "loss"), 0) << l;
     } else if (contains(l, "\"kind\":\"eval\"")) {
-      eval_steps.push_back(json_field(l, "step"));
-      double acc = json_field(l, "test_accuracy");
+      eval_steps.push_back(json_number(l, "step"));
+      double acc = json_number(l, "test_accuracy");
       EXPECT_GE(acc, 0) << l;
       EXPECT_LE(acc, 1) << l;
-      EXPECT_EQ(json_field(l, "test_samples"), 100) << l;
+      EXPECT_EQ(json_number(l, "test_samples"), 100) << l;
     }
   }
   EXPECT_EQ(train_steps, (std::vector<double>{2, 4, 6}));
@@ -152,14 +134,14 @@ TEST_F(TrainRun, SetupErrorsAreReportedOnAWorldOfOne) {
 
 TEST_F(TrainRun, TwoRanksUnderMpirunWithGradientAccumulation) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun is not on PATH";
-  CliRun r = shell(mpirun() + " -np 2 " + bin() + " train " + config_ + " --set grad_accum=2");
+  CliRun r = shell(dtrain::testing::mpirun_prefix() + " -np 2 " + bin() + " train " + config_ + " --set grad_accum=2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "2 ranks (mpi, cpu, 1 thread per rank)")) << r.output;
   EXPECT_TRUE(contains(r.output, "global batch 64 (2 x 16 x 2 micro-batches)")) << r.output;
   EXPECT_TRUE(contains(r.output, "step 6/6")) << r.output;
   EXPECT_TRUE(contains(r.output, "(100 samples)")) << r.output;  // the shards cover the test set once
   EXPECT_TRUE(contains(r.output, "final test accuracy")) << r.output;
-  std::vector<std::string> lines = lines_of(metrics_);
+  std::vector<std::string> lines = read_lines(metrics_);
   ASSERT_EQ(lines.size(), 6u) << r.output;
   EXPECT_TRUE(contains(lines[0], "\"world_size\":2")) << lines[0];
   int train_records = 0;
@@ -177,12 +159,12 @@ TEST_F(TrainRun, TwoRanksTrainLikeOneRankWithTheGlobalBatch) {
                            " --set optimizer.lr=0.1 --set optimizer.momentum=0.9");
     EXPECT_EQ(r.exit_code, 0) << r.output;
     std::vector<double> out;
-    for (const std::string& l : lines_of(metrics_)) {
-      if (contains(l, "\"kind\":\"train\"")) out.push_back(json_field(l, "loss"));
+    for (const std::string& l : read_lines(metrics_)) {
+      if (contains(l, "\"kind\":\"train\"")) out.push_back(json_number(l, "loss"));
     }
     return out;
   };
-  std::vector<double> two = losses(mpirun() + " -np 2 " + bin() + " train " + config_);
+  std::vector<double> two = losses(dtrain::testing::mpirun_prefix() + " -np 2 " + bin() + " train " + config_);
   std::vector<double> one = losses(bin() + " train " + config_ + " --set batch_size=32");
   std::vector<double> accum = losses(bin() + " train " + config_ + " --set batch_size=8 --set grad_accum=4");
   ASSERT_EQ(two.size(), 6u);
@@ -198,7 +180,7 @@ TEST_F(TrainRun, TwoRanksTrainLikeOneRankWithTheGlobalBatch) {
 TEST_F(TrainRun, RanksWithDifferentBatchSizesFailFastNamingTheItemAndRanks) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun is not on PATH";
   std::string cmd = bin() + " train " + config_;
-  CliRun r = shell(mpirun() + " -np 1 " + cmd + " --set batch_size=8 : -np 1 " + cmd + " --set batch_size=16");
+  CliRun r = shell(dtrain::testing::mpirun_prefix() + " -np 1 " + cmd + " --set batch_size=8 : -np 1 " + cmd + " --set batch_size=16");
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_NE(r.exit_code, 124) << "timed out (a hang):\n" << r.output;
   EXPECT_LT(r.seconds, 30) << r.output;
@@ -213,7 +195,7 @@ TEST_F(TrainRun, RanksWithDifferentBatchSizesFailFastNamingTheItemAndRanks) {
 TEST_F(TrainRun, AFileMissingOnOneRankStopsEveryRank) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun is not on PATH";
   std::string cmd = bin() + " train " + config_;
-  CliRun r = shell(mpirun() + " -np 1 " + cmd + " : -np 1 " + cmd + " --set data.train=" +
+  CliRun r = shell(dtrain::testing::mpirun_prefix() + " -np 1 " + cmd + " : -np 1 " + cmd + " --set data.train=" +
                    (dir_ / "missing.h5").string());
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_NE(r.exit_code, 124) << "timed out (a hang):\n" << r.output;

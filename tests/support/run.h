@@ -5,8 +5,12 @@
 
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <regex>
 #include <string>
+#include <vector>
 
 #include "tests/support/paths.h"
 
@@ -33,5 +37,35 @@ inline CommandResult run_shell(const std::string& cmd) {
 
 // `dtrain ARGS` with the binary of this build (or $DTRAIN_BIN).
 inline CommandResult run_dtrain(const std::string& args) { return run_shell(dtrain_bin() + " " + args); }
+
+inline bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+
+inline bool have_mpirun() { return run_shell("command -v mpirun").exit_code == 0; }
+
+// The start of an mpirun command line for tests: Open MPI refuses root without the two
+// ALLOW variables; oversubscription lets 2 ranks share 1 core; `timeout` turns a hang
+// into a failure instead of a stuck test run; SLURM_JOB_ID is removed so that a stop
+// never tries to requeue the job running the tests.
+inline std::string mpirun_prefix(int timeout_seconds = 120) {
+  return "env -u SLURM_JOB_ID OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+         "OMPI_MCA_rmaps_base_oversubscribe=1 timeout " +
+         std::to_string(timeout_seconds) + " mpirun";
+}
+
+inline std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+// A number field of a one-line JSON object ("key":value); NaN when absent or not a
+// number (the trainer writes null for a non-finite value).
+inline double json_number(const std::string& line, const std::string& key) {
+  std::smatch m;
+  std::regex re("\"" + key + "\":(-?[0-9.eE+-]+)");
+  if (!std::regex_search(line, m, re)) return std::nan("");
+  return std::stod(m[1]);
+}
 
 }  // namespace dtrain::testing
