@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Everything GPU-related in one run, on the GPU machine, from the repository root with
-# gpu-bundle/ (scripts/gpu/make-bundle.sh) beside it: the bundle's own check, the CUDA
-# device the build sees, the whole test suite (CUDA tests run instead of skipping), the
+# gpu-bundle/ or gpu-bundle.tar.xz (scripts/gpu/make-bundle.sh; carry the archive)
+# beside it: the bundle's own check, the CUDA device the build sees, the whole test suite (CUDA tests run instead of skipping), the
 # demos on the GPU, and the benchmarks. Prints everything; exits non-zero if a step fails.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 b="$root/gpu-bundle"
+if [ ! -d "$b" ] && [ -f "$root/gpu-bundle.tar.xz" ]; then
+  tar -C "$root" -xJf "$root/gpu-bundle.tar.xz"
+fi
 . "$b/env.sh"
 status=0
 step() { echo; echo "=== $* ==="; "$@" || { echo "FAILED ($?): $*"; status=1; }; }
@@ -17,5 +20,10 @@ cd "$b/tests"
 step ctest --output-on-failure -j 8 --timeout 300
 cd "$root"
 for demo in and xor line; do step "$b/bin/dtrain" demo "$demo" --device cuda; done
-for bench in "$b"/bin/bench_*; do step "$bench"; done
+for bench in "$b"/bin/bench_*; do
+  case "$bench" in
+    *bench_allreduce) step mpirun -np 2 "$bench" ;;  # a 2-rank benchmark
+    *) step "$bench" ;;
+  esac
+done
 exit $status
