@@ -59,6 +59,29 @@ __device__ double block_sum(double v) {
   return partial[0];
 }
 
+constexpr int kWarp = 32;
+constexpr unsigned kFullMask = 0xffffffffu;
+
+__device__ inline double quiet_nan() { return __longlong_as_double(0x7ff8000000000000LL); }
+
+// Softmax of one row x (classes) into p by one warp: lanes stride the classes, xor
+// butterflies leave the row's max m and sum s = sum exp(x - m) in every lane (so all
+// lanes agree). Returns {m, s}; log(s) - (x[c] - m) is the row's cross-entropy at c.
+struct RowSoftmax {
+  double max, sum;
+};
+template <typename T>
+__device__ RowSoftmax warp_row_softmax(const T* x, T* p, int64_t classes, int lane) {
+  double m = -INFINITY;
+  for (int64_t c = lane; c < classes; c += kWarp) m = fmax(m, static_cast<double>(x[c]));
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) m = fmax(m, __shfl_xor_sync(kFullMask, m, offset));
+  double s = 0.0;
+  for (int64_t c = lane; c < classes; c += kWarp) s += exp(static_cast<double>(x[c]) - m);
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) s += __shfl_xor_sync(kFullMask, s, offset);
+  for (int64_t c = lane; c < classes; c += kWarp) p[c] = static_cast<T>(exp(static_cast<double>(x[c]) - m) / s);
+  return {m, s};
+}
+
 }  // namespace dtrain::ops::cuda::detail
 
 // ---- generic elementwise maps -----------------------------------------------------

@@ -22,11 +22,6 @@ namespace {
 
 using namespace detail;
 
-constexpr int kWarp = 32;
-constexpr unsigned kFullMask = 0xffffffffu;
-
-__device__ inline double quiet_nan() { return __longlong_as_double(0x7ff8000000000000LL); }
-
 template <typename T>
 __device__ inline T sigmoid_dev(T x) {
   const T e = exp(-fabs(x));
@@ -76,13 +71,8 @@ __global__ void __launch_bounds__(kReduceThreads)
   for (int64_t r = warp; r < rows; r += kWarps) {
     const T* x = logits + r * classes;
     T* p = probs + r * classes;
-    double m = -INFINITY;
-    for (int64_t c = lane; c < classes; c += kWarp) m = fmax(m, static_cast<double>(x[c]));
-    for (int offset = kWarp / 2; offset > 0; offset /= 2) m = fmax(m, __shfl_xor_sync(kFullMask, m, offset));
-    double s = 0.0;
-    for (int64_t c = lane; c < classes; c += kWarp) s += exp(static_cast<double>(x[c]) - m);
-    for (int offset = kWarp / 2; offset > 0; offset /= 2) s += __shfl_xor_sync(kFullMask, s, offset);
-    for (int64_t c = lane; c < classes; c += kWarp) p[c] = static_cast<T>(exp(static_cast<double>(x[c]) - m) / s);
+    const RowSoftmax sm = warp_row_softmax(x, p, classes, lane);
+    const double m = sm.max, s = sm.sum;
     if (lane == 0) {
       const int64_t label = labels[r];
       if (label != ignore_index) {
