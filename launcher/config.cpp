@@ -58,12 +58,12 @@ struct Key {
 const std::vector<Key>& keys() {
   static const std::vector<Key> table = {
       DT_KEY("model.name", String, model.name,
-             "mlp | small_cnn | small_vgg | vgg16_cifar | vgg16 | dcgan (docs/TRAINING.md describes each; "
-             "dcgan: docs/GAN.md)"),
+             "mlp | small_cnn | small_vgg | vgg16_cifar | vgg16 | dcgan | seq2seq (docs/TRAINING.md describes each; "
+             "dcgan: docs/GAN.md; seq2seq: docs/SEQ2SEQ.md)"),
       DT_KEY("model.classes", Int, model.classes, "output classes; 0 = the training file's class count"),
       DT_KEY("model.hidden", Int, model.hidden,
-             "classifier hidden width; 0 = the model's default (mlp 256, small_cnn 128, small_vgg 512, "
-             "vgg16_cifar 512, vgg16 4096)"),
+             "classifier hidden width, or the seq2seq LSTM width; 0 = the model's default (mlp 256, small_cnn 128, "
+             "small_vgg 512, vgg16_cifar 512, vgg16 4096, seq2seq 256)"),
       DT_KEY("model.dropout", Float, model.dropout, "dropout probability in the VGG classifiers, in [0, 1)"),
       DT_KEY("model.batch_norm", Bool, model.batch_norm,
              "small_cnn, vgg16, vgg16_cifar: BatchNorm2d after each convolution; dcgan: the DCGAN batch norms "
@@ -73,6 +73,11 @@ const std::vector<Key>& keys() {
       DT_KEY("model.z_dim", Int, model.z_dim, "dcgan: noise dimension (nz)"),
       DT_KEY("model.g_channels", Int, model.g_channels, "dcgan: generator width (ngf)"),
       DT_KEY("model.d_channels", Int, model.d_channels, "dcgan: discriminator width (ndf)"),
+      DT_KEY("model.emb_dim", Int, model.emb_dim, "seq2seq: embedding width of both vocabularies"),
+      DT_KEY("model.layers", Int, model.layers, "seq2seq: LSTM layers of the encoder and of the decoder"),
+      DT_KEY("model.bidirectional", Bool, model.bidirectional,
+             "seq2seq: bidirectional encoder, hidden / 2 units per direction (model.hidden must be even)"),
+      DT_KEY("model.attention", String, model.attention, "seq2seq: Luong attention scoring, dot | general"),
       DT_KEY("data.train", String, data.train,
              "training file (HDF5 image classification, docs/DATASETS.md); relative paths are "
              "relative to the working directory. Required"),
@@ -138,6 +143,14 @@ const std::vector<Key>& keys() {
              "is replaced by the step); \"\" = none"),
       DT_KEY("gan.samples_n", Int, gan.samples_n, "dcgan: images in the grid (the fixed noise batch)"),
       DT_KEY("gan.noise_seed", Int, gan.noise_seed, "dcgan: seed of the fixed noise batch"),
+      DT_KEY("gan.export", String, gan.export_path,
+             "dcgan: HDF5 image file (docs/DATASETS.md) of gan.export_n samples of G, written by rank 0 after the "
+             "last step, for `dtrain score`; \"\" = none"),
+      DT_KEY("gan.export_n", Int, gan.export_n, "dcgan: samples in gan.export"),
+      DT_KEY("seq2seq.translations", Int, seq2seq.translations,
+             "seq2seq: held-out sentences printed with their greedy translation at each evaluation"),
+      DT_KEY("seq2seq.max_decode_len", Int, seq2seq.max_decode_len,
+             "seq2seq: greedy decoding length limit; 0 = the test file's target length"),
   };
   return table;
 }
@@ -330,7 +343,20 @@ void validate(const Config& c, const std::map<std::string, std::string>& origin)
     }
     fail(key, "must be one of " + list + "; got '" + v + "'");
   };
-  one_of("model.name", c.model.name, {"mlp", "small_cnn", "small_vgg", "vgg16_cifar", "vgg16", "dcgan"});
+  one_of("model.name", c.model.name, {"mlp", "small_cnn", "small_vgg", "vgg16_cifar", "vgg16", "dcgan", "seq2seq"});
+  one_of("model.attention", c.model.attention, {"dot", "general"});
+  if (c.model.emb_dim < 1) fail("model.emb_dim", "must be >= 1");
+  if (c.model.layers < 1) fail("model.layers", "must be >= 1");
+  if (c.gan.export_n < 1) fail("gan.export_n", "must be >= 1");
+  if (c.seq2seq.translations < 0) fail("seq2seq.translations", "must be >= 0");
+  if (c.seq2seq.max_decode_len < 0) fail("seq2seq.max_decode_len", "must be >= 0 (0: the test file's target length)");
+  if (c.model.name == "seq2seq") {
+    const int64_t hidden = c.model.hidden > 0 ? c.model.hidden : 256;
+    if (c.model.bidirectional && hidden % 2 != 0) {
+      fail("model.hidden", "must be even with model.bidirectional = true (each direction has hidden / 2 units)");
+    }
+    if (c.data.pad_crop != 0 || c.data.hflip) fail("data.augment", "is for images; model.name = seq2seq reads sequence pairs");
+  }
   one_of("data.normalize", c.data.normalize, {"auto", "meanstd", "tanh"});
   if (c.model.z_dim < 1) fail("model.z_dim", "must be >= 1");
   if (c.model.g_channels < 1) fail("model.g_channels", "must be >= 1");
@@ -366,6 +392,8 @@ void validate(const Config& c, const std::map<std::string, std::string>& origin)
     }
   } else if (!c.gan.samples.empty()) {
     fail("gan.samples", "is for model.name = dcgan only");
+  } else if (!c.gan.export_path.empty()) {
+    fail("gan.export", "is for model.name = dcgan only");
   }
   if (c.model.classes < 0) fail("model.classes", "must be >= 0 (0: from the training file)");
   if (c.model.hidden < 0) fail("model.hidden", "must be >= 0 (0: the model's default)");

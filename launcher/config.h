@@ -14,7 +14,7 @@
 namespace dtrain::launcher {
 
 struct ModelConfig {
-  std::string name = "small_cnn";  // mlp | small_cnn | small_vgg | vgg16_cifar | vgg16 | dcgan
+  std::string name = "small_cnn";  // mlp | small_cnn | small_vgg | vgg16_cifar | vgg16 | dcgan | seq2seq
   int64_t classes = 0;             // 0: the number of classes of the training file
   int64_t hidden = 0;              // hidden width of the classifier; 0: the model's default
   double dropout = 0.5;            // vgg16 / vgg16_cifar classifier dropout
@@ -23,10 +23,14 @@ struct ModelConfig {
   int64_t z_dim = 100;             // dcgan: noise dimension (nz)
   int64_t g_channels = 64;         // dcgan: generator width (ngf)
   int64_t d_channels = 64;         // dcgan: discriminator width (ndf)
+  int64_t emb_dim = 64;            // seq2seq: embedding width (both sides)
+  int64_t layers = 1;              // seq2seq: LSTM layers of the encoder and of the decoder
+  bool bidirectional = true;       // seq2seq: bidirectional encoder (hidden / 2 units per direction)
+  std::string attention = "dot";   // seq2seq: dot | general (Luong scoring)
 };
 
 struct DataConfig {
-  std::string train;          // HDF5 image classification file (docs/DATASETS.md)
+  std::string train;          // HDF5 image classification file, or sequence pairs for seq2seq (docs/DATASETS.md)
   std::string test;           // optional; "" disables evaluation
   int64_t pad_crop = 0;       // augment.pad_crop: random crop after zero padding by this many pixels
   bool hflip = false;         // augment.hflip: random horizontal flip
@@ -60,6 +64,14 @@ struct GanConfig {
   std::string samples;         // gan.samples: PNG of G(fixed noise) at each evaluation; "{step}" -> the step; "" none
   int64_t samples_n = 64;      // gan.samples_n: images in the grid (the fixed noise batch)
   int64_t noise_seed = 1234;   // gan.noise_seed: seed of the fixed noise batch
+  std::string export_path;     // gan.export: HDF5 image file of export_n samples of G after the last step; "" none
+  int64_t export_n = 10000;    // gan.export_n
+};
+
+// The translation recipe (model.name = "seq2seq", docs/SEQ2SEQ.md).
+struct Seq2SeqRecipeConfig {
+  int64_t translations = 5;    // seq2seq.translations: held-out examples printed at each evaluation
+  int64_t max_decode_len = 0;  // seq2seq.max_decode_len: greedy decoding limit; 0 = the test file's target length
 };
 
 struct Config {
@@ -78,6 +90,7 @@ struct Config {
   OptimizerConfig optimizer_g{"adam", 2e-4, 0.0, false, 0.0, {0.5, 0.999}, 1e-8};
   OptimizerConfig optimizer_d{"adam", 2e-4, 0.0, false, 0.0, {0.5, 0.999}, 1e-8};
   GanConfig gan;
+  Seq2SeqRecipeConfig seq2seq;
   ScheduleConfig schedule;
   int64_t log_interval = 50;   // log.interval
   std::string log_metrics;     // log.metrics: JSON-lines path ("" none)
