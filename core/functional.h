@@ -145,17 +145,26 @@ LstmSequence lstm(const Tensor& x, const Tensor& lengths, const Tensor& h0, cons
 // Batched matrix-vector product: a (B, M, K) @ x (B, K) -> (B, M); with trans,
 // a^T (B, K, M) @ x (B, M) -> (B, K).
 Tensor bmv(const Tensor& a, const Tensor& x, bool trans = false);
+// Batched matrix product: out[b] = op(a[b]) op(b[b]), op = transpose when requested, with
+// the gemm kernel per batch item.     a: (B, M, K) or (B, K, M); b: (B, K, N) or (B, N, K)
+Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
 // Softmax over the first lengths[r] entries of each row of x (R, S); 0 elsewhere.
 Tensor masked_softmax(const Tensor& x, const Tensor& lengths);
 struct Attention {
-  Tensor context;  // (B, Hv)
-  Tensor weights;  // (B, T), 0 beyond each source length
+  Tensor context;  // (B, Hv); attention_seq: (B, T, Hv)
+  Tensor weights;  // (B, T), 0 beyond each source length; attention_seq: (B, T, S)
 };
 // Luong attention of query (B, H) over keys (B, T, H) and values (B, T, Hv), masked by
 // src_lengths (i64 (B), undefined: all T). Score: dot (w undefined), q . k_t; general
 // (w (H, Hk)), q^T W k_t with keys (B, T, Hk).
 Attention attention(const Tensor& query, const Tensor& keys, const Tensor& values, const Tensor& src_lengths,
                     const Tensor& w = Tensor());
+// The same for every decoder step at once: queries (B, T, H) over keys (B, S, Hk) and
+// values (B, S, Hv); context (B, T, Hv), weights (B, T, S), every row (b, t) masked by
+// src_lengths[b]. Two batched gemms in place of T matrix-vector products, which a decoder
+// without input feeding can use for all its steps (core/models/seq2seq.h).
+Attention attention_seq(const Tensor& queries, const Tensor& keys, const Tensor& values, const Tensor& src_lengths,
+                        const Tensor& w = Tensor());
 
 }  // namespace dtrain::fn
 

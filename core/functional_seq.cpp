@@ -57,6 +57,23 @@ Tensor bmv_raw(const Tensor& a, const Tensor& x, bool trans) {
   return y;
 }
 
+// out[b] = op(a[b]) op(b[b]) per batch item with the gemm kernel, unrecorded.
+Tensor bmm_raw(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  const int64_t batch = a.size(0);
+  const int64_t m = trans_a ? a.size(2) : a.size(1), k = trans_a ? a.size(1) : a.size(2);
+  const int64_t n = trans_b ? b.size(1) : b.size(2);
+  Tensor out = Tensor::empty({batch, m, n}, a.dtype(), a.device());
+  dispatch_float(a.dtype(), "bmm", [&]<typename T>() {
+    const int64_t sa = a.size(1) * a.size(2), sb = b.size(1) * b.size(2);
+    for (int64_t i = 0; i < batch; ++i) {
+      DT_KERNEL(a.device(), gemm<T>)(trans_a, trans_b, m, n, k, T(1), a.data<T>() + i * sa, a.size(2),
+                                     b.data<T>() + i * sb, b.size(2), T(0), out.data<T>() + i * m * n, n,
+                                     exec_for(a.device()));
+    }
+  });
+  return out;
+}
+
 // out[b] = u[b] v[b]^T, unrecorded.                       u: (B, M); v: (B, K)
 Tensor outer_raw(const Tensor& u, const Tensor& v) {
   const int64_t batch = u.size(0), m = u.size(1), k = v.size(1);
@@ -321,6 +338,26 @@ Tensor bmv(const Tensor& a, const Tensor& x, bool trans) {
   return y;
 }
 
+Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  check_float_pair("bmm", a, b);
+  DT_CHECK(a.ndim() == 3 && b.ndim() == 3 && a.size(0) == b.size(0) &&
+               (trans_a ? a.size(1) : a.size(2)) == (trans_b ? b.size(2) : b.size(1)),
+           "bmm: expected a (B, M, K) and b (B, K, N) after the transpositions, got ", a.str(), (trans_a ? "^T" : ""),
+           " and ", b.str(), (trans_b ? "^T" : ""));
+  Tensor out = bmm_raw(a, b, trans_a, trans_b);
+  if (should_record({&a, &b})) {
+    record("bmm", {a, b}, {out}, [a, b, trans_a, trans_b](const Grads& g) {
+      // As matmul, per batch item: d op(A) = G op(B)^T, d op(B) = op(A)^T G, transposed
+      // back to the stored layouts.
+      Tensor ga, gb;
+      if (needs(a)) ga = trans_a ? bmm_raw(b, g[0], trans_b, true) : bmm_raw(g[0], b, false, !trans_b);
+      if (needs(b)) gb = trans_b ? bmm_raw(g[0], a, true, trans_a) : bmm_raw(a, g[0], !trans_a, false);
+      return Grads{ga, gb};
+    });
+  }
+  return out;
+}
+
 Tensor masked_softmax(const Tensor& x, const Tensor& lengths) {
   DT_CHECK(x.defined() && x.ndim() == 2, "masked_softmax: expected (R, S), got ", x.defined() ? x.str() : "undefined");
   check_lengths("masked_softmax", lengths, x.size(0), x);
@@ -360,6 +397,34 @@ Attention attention(const Tensor& query, const Tensor& keys, const Tensor& value
                              .to(keys.device());
   Tensor weights = masked_softmax(scores, lengths);
   Tensor context = bmv(values, weights, true);  // (B, Hv)
+  return {context, weights};
+}
+
+Attention attention_seq(const Tensor& queries, const Tensor& keys, const Tensor& values, const Tensor& src_lengths,
+                        const Tensor& w) {
+  DT_CHECK(queries.defined() && keys.defined() && values.defined() && queries.ndim() == 3 && keys.ndim() == 3 &&
+               values.ndim() == 3 && keys.size(0) == queries.size(0) && values.size(0) == queries.size(0) &&
+               values.size(1) == keys.size(1),
+           "attention_seq: expected queries (B, T, H), keys (B, S, Hk), values (B, S, Hv)");
+  const int64_t batch = queries.size(0), steps = queries.size(1), src = keys.size(1);
+  Tensor q = queries;
+  if (w.defined()) {  // general: q_t^T W for every step in one gemm
+    q = reshape(matmul(reshape(queries, {batch * steps, queries.size(2)}), w), {batch, steps, w.size(1)});
+  }
+  DT_CHECK(q.size(2) == keys.size(2), "attention_seq: queries ", q.str(), " do not match keys ", keys.str());
+  Tensor scores = bmm(q, keys, false, true);  // (B, T, S)
+  // Each row (b, t) is masked by src_lengths[b].
+  std::vector<int64_t> per_row(static_cast<size_t>(batch * steps), src);
+  if (src_lengths.defined()) {
+    check_lengths("attention_seq", src_lengths, batch, keys);
+    std::vector<int64_t> l = src_lengths.to(Device::cpu()).to_vector<int64_t>();
+    for (int64_t b = 0; b < batch; ++b) {
+      std::fill_n(per_row.begin() + b * steps, steps, l[static_cast<size_t>(b)]);
+    }
+  }
+  Tensor rows = Tensor::from_vector(per_row, {batch * steps}).to(keys.device());
+  Tensor weights = reshape(masked_softmax(reshape(scores, {batch * steps, src}), rows), {batch, steps, src});
+  Tensor context = bmm(weights, values);  // (B, T, Hv)
   return {context, weights};
 }
 

@@ -108,11 +108,8 @@ Tensor Seq2Seq::decode_steps(const Tensor& tgt_in, const Encoded& enc, std::vect
 Tensor Seq2Seq::project(const Tensor& dec_out, const Encoded& enc) {
   const int64_t batch = dec_out.size(0), steps = dec_out.size(1), hidden = config_.hidden;
   const Tensor w = attn_ ? attn_->weight() : Tensor();
-  std::vector<Tensor> contexts;
-  for (const Tensor& q : fn::unbind_time(dec_out)) {
-    contexts.push_back(fn::attention(q, enc.outputs, enc.outputs, enc.lengths, w).context);
-  }
-  Tensor ctx = fn::stack_time(contexts);  // (B, T, H)
+  // Every step at once (no input feeding): two batched gemms.
+  Tensor ctx = fn::attention_seq(dec_out, enc.outputs, enc.outputs, enc.lengths, w).context;  // (B, T, H)
   Tensor cat = fn::reshape(fn::concat_last(ctx, dec_out), {batch * steps, 2 * hidden});
   Tensor attentional = fn::tanh((*concat_)(cat));
   return (*out_)(attentional);  // (B * T, Vt)

@@ -6,6 +6,7 @@
 
 #include "ops/cpu.h"
 #include "ops/cpu/checks.h"
+#include "ops/cpu/math.h"
 #include "ops/cpu/parallel.h"
 
 namespace dtrain::ops::cpu {
@@ -57,7 +58,7 @@ void sigmoid_backward(const T* y, const T* gy, T* gx, int64_t n, Exec) {
 
 template <typename T>
 void tanh_forward(const T* x, T* y, int64_t n, Exec) {
-  unary("cpu::tanh_forward", x, y, n, [](T v) { return std::tanh(v); });
+  unary("cpu::tanh_forward", x, y, n, [](T v) { return detail::tanh_fast(v); });
 }
 
 template <typename T>

@@ -6,6 +6,8 @@
 // and in an order fixed by the sizes alone (Note [Deterministic parallel sums] in
 // ops/cpu/parallel.h): bias_grad sums each channel on one thread, row by row, sum_all
 // sums fixed chunks and then the chunk sums in order. The thread count never changes a bit.
+#include <algorithm>
+
 #include "ops/cpu.h"
 #include "ops/cpu/checks.h"
 #include "ops/cpu/parallel.h"
@@ -52,6 +54,22 @@ void bias_grad(const T* gy, T* gb, int64_t outer, int64_t channels, int64_t inne
   check_bias_shape("cpu::bias_grad", outer, channels, inner);
   check_ptr("cpu::bias_grad", "gy", gy, outer * channels * inner);
   check_ptr("cpu::bias_grad", "gb", gb, channels);
+  if (inner == 1 && outer > 1) {
+    // (N, C), a Linear's bias: blocks of channels, each summed row by row into its own
+    // accumulators, so every read is contiguous (a channel per task would stride by C).
+    // Each channel still sums its rows in order on one thread.
+    constexpr int64_t kBlock = 64;
+    detail::parallel_planes((channels + kBlock - 1) / kBlock, kBlock * outer, [&](int64_t blk) {
+      const int64_t c0 = blk * kBlock, n = std::min(kBlock, channels - c0);
+      double acc[kBlock] = {};
+      for (int64_t o = 0; o < outer; ++o) {
+        const T* row = gy + o * channels + c0;
+        for (int64_t j = 0; j < n; ++j) acc[j] += static_cast<double>(row[j]);
+      }
+      for (int64_t j = 0; j < n; ++j) gb[c0 + j] = static_cast<T>(acc[j]);
+    });
+    return;
+  }
   detail::parallel_planes(channels, outer * inner, [&](int64_t c) {
     double acc = 0.0;
     for (int64_t o = 0; o < outer; ++o) acc += detail::sum_run(gy + (o * channels + c) * inner, inner);

@@ -15,6 +15,7 @@
 
 #include "ops/cpu.h"
 #include "ops/cpu/checks.h"
+#include "ops/cpu/math.h"
 #include "ops/cpu/parallel.h"
 
 namespace dtrain::ops::cpu {
@@ -161,7 +162,7 @@ void lstm_cell_forward(const T* gates, const T* c_prev, T* act, T* h, T* c, int6
     T* s = act + b * 4 * hidden;
     const T i = sigmoid(a[j]);
     const T f = sigmoid(a[hidden + j]);
-    const T g = std::tanh(a[2 * hidden + j]);
+    const T g = detail::tanh_fast(a[2 * hidden + j]);
     const T o = sigmoid(a[3 * hidden + j]);
     s[j] = i;
     s[hidden + j] = f;
@@ -169,7 +170,7 @@ void lstm_cell_forward(const T* gates, const T* c_prev, T* act, T* h, T* c, int6
     s[3 * hidden + j] = o;
     const T cn = f * c_prev[idx] + i * g;
     c[idx] = cn;
-    h[idx] = o * std::tanh(cn);
+    h[idx] = o * detail::tanh_fast(cn);
   });
 }
 
@@ -192,7 +193,7 @@ void lstm_cell_backward(const T* act, const T* c_prev, const T* c, const T* gh, 
     const T* s = act + b * 4 * hidden;
     T* ga = ggates + b * 4 * hidden;
     const T i = s[j], f = s[hidden + j], g = s[2 * hidden + j], o = s[3 * hidden + j];
-    const T tc = std::tanh(c[idx]);
+    const T tc = detail::tanh_fast(c[idx]);
     const T dc = gc[idx] + gh[idx] * o * (T(1) - tc * tc);
     ga[j] = dc * g * i * (T(1) - i);
     ga[hidden + j] = dc * c_prev[idx] * f * (T(1) - f);

@@ -177,6 +177,22 @@ inline const std::vector<OpCase>& op_cases() {
       {"bmv", {{{2, 3, 4}}, {{2, 4}}}, [](V x) { return fn::bmv(x[0], x[1]); }},
       {"bmv_trans", {{{2, 3, 4}}, {{2, 3}}}, [](V x) { return fn::bmv(x[0], x[1], true); }},
       {"masked_softmax", {{{3, 4}}}, [](V x) { return fn::masked_softmax(x[0], seq_ids({3, 0, 4}, {3}, x[0])); }},
+      {"bmm", {{{2, 3, 4}}, {{2, 4, 5}}}, [](V x) { return fn::bmm(x[0], x[1]); }},
+      {"bmm_ta", {{{2, 4, 3}}, {{2, 4, 5}}}, [](V x) { return fn::bmm(x[0], x[1], true, false); }},
+      {"bmm_tb", {{{2, 3, 4}}, {{2, 5, 4}}}, [](V x) { return fn::bmm(x[0], x[1], false, true); }},
+      {"bmm_tt", {{{2, 4, 3}}, {{2, 5, 4}}}, [](V x) { return fn::bmm(x[0], x[1], true, true); }},
+      {"attention_seq_dot", {{{3, 2, 2}}, {{3, 4, 2}}, {{3, 4, 3}}},
+       [](V x) {
+         fn::Attention a = fn::attention_seq(x[0], x[1], x[2], seq_ids({4, 1, 2}, {3}, x[0]));
+         // Both outputs, the context squared so its gradient depends on its value.
+         return fn::add(a.weights, fn::bmm(fn::mul(a.context, a.context), x[2], false, true));
+       }},
+      {"attention_seq_general", {{{3, 2, 2}}, {{3, 4, 3}}, {{3, 4, 2}}, {{2, 3}}},
+       [](V x) {
+         fn::Attention a = fn::attention_seq(x[0], x[1], x[2], seq_ids({2, 4, 3}, {3}, x[0]), x[3]);
+         // Both outputs, the context squared so its gradient depends on its value.
+         return fn::add(a.weights, fn::bmm(fn::mul(a.context, a.context), x[2], false, true));
+       }},
       {"attention_dot", {{{3, 2}}, {{3, 4, 2}}, {{3, 4, 3}}},
        [](V x) {
          fn::Attention a = fn::attention(x[0], x[1], x[2], seq_ids({4, 1, 2}, {3}, x[0]));
