@@ -50,15 +50,21 @@ struct PairsOptions {
   int64_t max_chars = 0;        // drop pairs with a side longer than this (in characters); 0: keep all
   double test_fraction = 0.1;   // share of pairs in the test file
   uint64_t seed = 0;            // the split's seed
-  int64_t min_count = 1;        // train-set frequency for a word to enter the vocabulary
+  int64_t min_count = 1;        // train-set frequency for a token to enter the vocabulary
+  std::string tokens = "words"; // "words" (tokenize) or "chars" (tokenize_chars)
 };
 
 // Tab-separated sentence pairs (source TAB target per line) -> train and test files with
-// word-level vocabularies built from the train split. Exact duplicate pairs are dropped.
+// word- or character-level vocabularies built from the train split. Exact duplicate pairs
+// are dropped. The train/test split depends on the pairs and the seed only, so both token
+// modes put the same pairs in the same files, in the same order.
 std::string convert_pairs(const std::string& tsv, const std::string& out_train, const std::string& out_test,
                           const PairsOptions& options, const WriteOptions& write);
-// The tokenizer convert_pairs uses: ASCII-lowercased words, ASCII punctuation split off.
+// The word tokenizer of convert_pairs: ASCII-lowercased words, ASCII punctuation split off.
 std::vector<std::string> tokenize(const std::string& text);
+// The character tokenizer: the text ASCII-lowercased, trimmed and with each run of
+// whitespace made one space, then one token per UTF-8 code point (the space included).
+std::vector<std::string> tokenize_chars(const std::string& text);
 
 // Seeded synthetic sets. Images: the brightness of a sample grows with its class (so a
 // model can learn it), over uniform noise. Pairs: random token sequences and their

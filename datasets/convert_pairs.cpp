@@ -3,9 +3,11 @@
 // Pipeline: parse lines (source TAB target), drop malformed lines and exact duplicates
 // (keeping the first), drop pairs with a side over max_chars characters (UTF-8 code
 // points), shuffle with a Philox stream seeded by `seed` and cut the test share off the
-// front, build each side's vocabulary from the train split (specials first, then words by
-// descending frequency, ties by byte order), and encode: src = words </s>,
-// tgt = <s> words </s>, padded with <pad> (id 0) to the longest sequence of either split.
+// front, tokenize (words, or characters: `tokens`), build each side's vocabulary from the
+// train split (specials first, then tokens by descending frequency, ties by byte order),
+// and encode: src = tokens </s>, tgt = <s> tokens </s>, padded with <pad> (id 0) to the
+// longest sequence of either split. Tokenizing after the shuffle keeps the split
+// independent of the token mode.
 #include <algorithm>
 #include <fstream>
 #include <map>
@@ -73,7 +75,7 @@ std::vector<int32_t> encode(const std::vector<std::string>& words, const Vocab& 
 
 void write_split(const std::string& path, const std::vector<std::vector<int32_t>>& src,
                  const std::vector<std::vector<int32_t>>& tgt, int64_t src_len, int64_t tgt_len, const Vocab& sv,
-                 const Vocab& tv, const WriteOptions& options) {
+                 const Vocab& tv, const std::string& tokens, const WriteOptions& options) {
   const int64_t n = static_cast<int64_t>(src.size());
   DT_CHECK_AS(n > 0, IoError, "convert_pairs: the split written to '", path,
               "' would be empty; lower max_chars filtering or change test_fraction");
@@ -96,6 +98,7 @@ void write_split(const std::string& path, const std::vector<std::vector<int32_t>
   f.write_strings("/src_vocab", sv.words);
   f.write_strings("/tgt_vocab", tv.words);
   f.set_attribute("/", "format", std::string("dtrain sequence-pair dataset v1"));
+  f.set_attribute("/", "tokens", tokens);
   f.close();
 }
 
@@ -123,11 +126,34 @@ std::vector<std::string> tokenize(const std::string& text) {
   return out;
 }
 
+std::vector<std::string> tokenize_chars(const std::string& text) {
+  std::vector<std::string> out;
+  bool space = false;  // a whitespace run is pending (emitted before the next character)
+  for (char ch : text) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {  // the word tokenizer's whitespace
+      space = !out.empty();  // leading whitespace is dropped
+      continue;
+    }
+    if (space) out.emplace_back(" ");
+    space = false;
+    if ((c & 0xC0) == 0x80 && !out.empty() && out.back() != " ") {
+      out.back().push_back(ch);  // a continuation byte extends the current code point
+    } else {
+      out.emplace_back(1, c < 0x80 ? static_cast<char>(std::tolower(c)) : ch);
+    }
+  }
+  return out;  // a trailing whitespace run was never emitted
+}
+
 std::string convert_pairs(const std::string& tsv, const std::string& out_train, const std::string& out_test,
                           const PairsOptions& options, const WriteOptions& write) {
   DT_CHECK(options.test_fraction >= 0 && options.test_fraction < 1, "convert_pairs: test_fraction ",
            options.test_fraction, " is not in [0, 1)");
   DT_CHECK(options.min_count >= 1, "convert_pairs: min_count must be at least 1");
+  DT_CHECK(options.tokens == "words" || options.tokens == "chars", "convert_pairs: tokens '", options.tokens,
+           "' is not a token mode; choose 'words' or 'chars'");
+  const bool chars = options.tokens == "chars";
   std::ifstream in(tsv);
   if (!in) DT_THROW(IoError, "cannot read sentence pairs from '", tsv, "': no such file or not readable");
   std::vector<std::pair<std::string, std::string>> pairs;
@@ -163,8 +189,8 @@ std::string convert_pairs(const std::string& tsv, const std::string& out_train, 
 
   std::vector<std::vector<std::string>> src_words, tgt_words;
   for (const auto& [a, b] : pairs) {
-    src_words.push_back(tokenize(a));
-    tgt_words.push_back(tokenize(b));
+    src_words.push_back(chars ? tokenize_chars(a) : tokenize(a));
+    tgt_words.push_back(chars ? tokenize_chars(b) : tokenize(b));
   }
   std::vector<std::vector<std::string>> train_src(src_words.begin() + static_cast<std::ptrdiff_t>(n_test), src_words.end());
   std::vector<std::vector<std::string>> train_tgt(tgt_words.begin() + static_cast<std::ptrdiff_t>(n_test), tgt_words.end());
@@ -183,8 +209,11 @@ std::string convert_pairs(const std::string& tsv, const std::string& out_train, 
     return test ? std::vector<std::vector<int32_t>>(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n_test))
                 : std::vector<std::vector<int32_t>>(v.begin() + static_cast<std::ptrdiff_t>(n_test), v.end());
   };
-  write_split(out_train, part(src_ids, false), part(tgt_ids, false), src_len, tgt_len, sv, tv, write);
-  if (n_test > 0) write_split(out_test, part(src_ids, true), part(tgt_ids, true), src_len, tgt_len, sv, tv, write);
+  write_split(out_train, part(src_ids, false), part(tgt_ids, false), src_len, tgt_len, sv, tv, options.tokens,
+              write);
+  if (n_test > 0) {
+    write_split(out_test, part(src_ids, true), part(tgt_ids, true), src_len, tgt_len, sv, tv, options.tokens, write);
+  }
 
   std::ostringstream os;
   os << "read " << lines << " lines of " << tsv << ": " << malformed << " malformed, " << duplicates
@@ -192,13 +221,14 @@ std::string convert_pairs(const std::string& tsv, const std::string& out_train, 
      << " pairs\n"
      << "wrote " << out_train << ": " << pairs.size() - n_test << " pairs; ";
   if (n_test > 0) {
-    os << "wrote " << out_test << ": " << n_test << " pairs (" << unk_test << " unknown words)";
+    os << "wrote " << out_test << ": " << n_test << " pairs (" << unk_test << " unknown "
+       << (chars ? "characters" : "words") << ")";
   } else {
     os << "no test file (test_fraction 0)";
   }
-  os << "\nvocabularies (from the train split, min count " << options.min_count << "): source " << sv.words.size()
-     << ", target " << tv.words.size() << " tokens; longest sequence: source " << src_len << ", target " << tgt_len
-     << " tokens with </s> and <s>";
+  os << "\n" << (chars ? "character" : "word") << " vocabularies (from the train split, min count "
+     << options.min_count << "): source " << sv.words.size() << ", target " << tv.words.size()
+     << " tokens; longest sequence: source " << src_len << ", target " << tgt_len << " tokens with </s> and <s>";
   return os.str();
 }
 

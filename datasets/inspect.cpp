@@ -30,6 +30,8 @@ InspectResult inspect(const std::string& path) {
       os << "samples: " << s.n << "\n"
          << "src: i32 (" << s.n << ", " << s.src_max_len << "), vocabulary " << s.src_vocab.size() << " tokens\n"
          << "tgt: i32 (" << s.n << ", " << s.tgt_max_len << "), vocabulary " << s.tgt_vocab.size() << " tokens\n"
+         << "tokens: " << s.tokens << (s.tokens == "chars" ? " (one token per character)" : " (one token per word)")
+         << "\n"
          << "storage: " << storage(s.chunk_rows, s.filters) << "\n";
     } else {
       ImageSchema s = validate_images(f, kind == Kind::ImageClassification);

@@ -195,6 +195,14 @@ PairSchema validate_pairs(const io::H5File& f) {
   check_length(f, "/src_len", src_len[0], "/src", s.n);
   check_length(f, "/tgt_len", tgt_len[0], "/src", s.n);
   chunk_info(f, "/src", &s.chunk_rows, &s.filters);
+  if (f.has_attribute("/", "tokens")) {
+    s.tokens = f.get_attribute<std::string>("/", "tokens");
+    if (std::find(kPairTokenModes.begin(), kPairTokenModes.end(), s.tokens) == kPairTokenModes.end()) {
+      DT_THROW(IoError, "dataset file '", f.path(), "', attribute 'tokens' of '/': value '", s.tokens,
+               "' is not a tokenization dtrain knows; allowed values: 'words' or 'chars' (or no attribute, "
+               "meaning 'words'); rewrite the file with 'dtrain data convert pairs --tokens words|chars'");
+    }
+  }
   s.src_vocab = check_vocab(f, "/src_vocab");
   s.tgt_vocab = check_vocab(f, "/tgt_vocab");
   check_lengths(f, "/src_len", s.src_max_len);

@@ -9,7 +9,9 @@
 //   image-only (GANs):    /images alone (labels, classes optional and ignored).
 //   sequence pairs:       /src, /tgt int32 (N, Lmax) padded; /src_len, /tgt_len int32 (N,)
 //                         in [1, Lmax]; /src_vocab, /tgt_vocab 1-D string datasets that
-//                         contain <pad> <s> </s> <unk>; every id below its vocabulary size.
+//                         contain <pad> <s> </s> <unk>; every id below its vocabulary size;
+//                         root attribute tokens ("words" or "chars": what one token is;
+//                         "words" when absent).
 //
 // Every violation throws IoError naming the file, the dataset (or attribute) and the
 // problem, with what to do. Validation reads the labels / lengths / ids in full (a few
@@ -28,6 +30,10 @@ std::string kind_name(Kind k);
 // The special tokens every vocabulary holds, at these ids in files dtrain writes.
 inline const std::vector<std::string> kSpecialTokens = {"<pad>", "<s>", "</s>", "<unk>"};
 
+// What one token of a sequence-pair file is: a word (ASCII punctuation split off) or one
+// character (a UTF-8 code point, the space included).
+inline const std::vector<std::string> kPairTokenModes = {"words", "chars"};
+
 struct ImageSchema {
   std::string path;
   int64_t n = 0, height = 0, width = 0, channels = 0;
@@ -45,6 +51,7 @@ struct PairSchema {
   std::string path;
   int64_t n = 0, src_max_len = 0, tgt_max_len = 0;
   std::vector<std::string> src_vocab, tgt_vocab;
+  std::string tokens = "words";  // attribute 'tokens': one of kPairTokenModes
   int64_t chunk_rows = 0;
   std::vector<std::string> filters;
 };

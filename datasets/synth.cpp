@@ -85,6 +85,7 @@ std::string synth_pairs(const std::string& out, int64_t n, int64_t max_len, int6
   f.write_strings("/src_vocab", words);
   f.write_strings("/tgt_vocab", words);
   f.set_attribute("/", "format", std::string("dtrain sequence-pair dataset v1 (synthetic: tgt reverses src)"));
+  f.set_attribute("/", "tokens", std::string("words"));
   f.close();
   std::ostringstream os;
   os << "wrote " << out << ": " << n << " synthetic pairs (target = reversed source), up to " << max_len

@@ -90,7 +90,7 @@ const std::map<std::string, Command>& commands() {
                                      write_options(p));
         }}},
       {"convert pairs",
-       {"tab-separated sentence pairs to train and test sequence-pair files with word vocabularies",
+       {"tab-separated sentence pairs to train and test sequence-pair files with word or character vocabularies",
         [](cli::ArgParser& p) {
           p.add_option("input", "FILE", "UTF-8 text, one 'source<TAB>target' pair per line");
           p.add_option("out-train", "FILE", "the train file to write");
@@ -98,7 +98,10 @@ const std::map<std::string, Command>& commands() {
           p.add_option("max-chars", "N", "drop pairs with a side longer than N characters (0: keep all)", "0");
           p.add_option("test-fraction", "F", "share of the pairs in the test file", "0.1");
           p.add_option("seed", "N", "seed of the train/test split", "0");
-          p.add_option("min-count", "N", "train-set count for a word to enter the vocabulary", "1");
+          p.add_option("min-count", "N", "train-set count for a token to enter the vocabulary", "1");
+          p.add_option("tokens", "words|chars",
+                       "one token per word (ASCII punctuation split off) or per character (the space included)",
+                       "words");
           add_write_options(p);
         },
         [](const cli::ArgParser& p) {
@@ -110,6 +113,10 @@ const std::map<std::string, Command>& commands() {
           o.test_fraction = p.get_double("test-fraction");
           o.seed = static_cast<uint64_t>(p.get_int("seed"));
           o.min_count = positive(p, "min-count");
+          o.tokens = p.get("tokens");
+          if (o.tokens != "words" && o.tokens != "chars") {
+            DT_THROW(ConfigError, "--tokens must be 'words' or 'chars', got '", o.tokens, "'");
+          }
           if (o.test_fraction < 0 || o.test_fraction >= 1) {
             DT_THROW(ConfigError, "--test-fraction must be in [0, 1), got ", o.test_fraction);
           }

@@ -3,7 +3,9 @@
 #
 #   dataset-fashion-mnist  (MIT)  -> data/fashion_mnist_{train,test}.h5   60,000 / 10,000 images
 #   dict-freedict-eng-deu  (GPL)  -> data/phrases_en_de_{train,test}.h5   example phrase pairs
-#                                    with both sides at most 40 characters, split 90/10 by seed
+#                                    with both sides at most 40 characters, split 90/10 by seed;
+#                                    data/phrases_en_de_chars_{train,test}.h5  the same pairs and
+#                                    split with one token per character
 #
 # The FreeDict data is GPL: it is extracted here, on the machine that trains, and data/
 # is git-ignored; never commit it. Idempotent: existing outputs are kept unless --force.
@@ -22,7 +24,7 @@ force=0
 for a in "$@"; do
   case "$a" in
     --force) force=1 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "prepare-data: unknown argument '$a' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -59,22 +61,35 @@ if [ ! -r "$dict" ]; then
   echo "prepare-data: $dict is missing: sudo apt-get install dict-freedict-eng-deu" >&2
   exit 1
 fi
-train="$out/phrases_en_de_train.h5" test="$out/phrases_en_de_test.h5"
-if fresh "$train" || fresh "$test"; then
-  # Example phrases are lines '      "english phrase"  - deutsche Phrase' inside the
-  # entries (the .dict.dz is gzip-compatible, so zcat reads it whole; the .index's base64
-  # offsets are for random access, which this sequential scan does not need).
-  tsv="$out/.phrases_en_de.tsv"
-  zcat "$dict" | sed -nE 's/^[[:space:]]+"(.+)"[[:space:]]+- (.+)$/\1\t\2/p' > "$tsv"
-  "$dtrain" data convert pairs --input "$tsv" --max-chars "$max_chars" --test-fraction 0.1 --seed "$seed" \
-    --chunk-rows 256 --out-train "$train.tmp" --out-test "$test.tmp"
+# The word and character files come from the same pairs, seed and filter, so they hold
+# the same pairs in the same train/test split (the split does not depend on --tokens).
+pair_files=()
+tsv="$out/.phrases_en_de.tsv"
+trap 'rm -f "$tsv" "$tsv.tmp"' EXIT
+extracted=0
+for tokens in words chars; do
+  name=$([ "$tokens" = words ] && echo phrases_en_de || echo phrases_en_de_chars)
+  train="$out/${name}_train.h5" test="$out/${name}_test.h5"
+  pair_files+=("$train" "$test")
+  if ! fresh "$train" && ! fresh "$test"; then
+    echo "kept $train and $test (use --force to rebuild)"
+    continue
+  fi
+  if [ "$extracted" = 0 ]; then
+    # Example phrases are lines '      "english phrase"  - deutsche Phrase' inside the
+    # entries (the .dict.dz is gzip-compatible, so zcat reads it whole; the .index's base64
+    # offsets are for random access, which this sequential scan does not need).
+    zcat "$dict" | sed -nE 's/^[[:space:]]+"(.+)"[[:space:]]+- (.+)$/\1\t\2/p' > "$tsv.tmp"
+    mv "$tsv.tmp" "$tsv"
+    extracted=1
+  fi
+  "$dtrain" data convert pairs --input "$tsv" --tokens "$tokens" --max-chars "$max_chars" --test-fraction 0.1 \
+    --seed "$seed" --chunk-rows 256 --out-train "$train.tmp" --out-test "$test.tmp"
   mv "$train.tmp" "$train"
   mv "$test.tmp" "$test"
-  rm -f "$tsv"
-else
-  echo "kept $train and $test (use --force to rebuild)"
-fi
+done
+rm -f "$tsv"
 
-for f in "$out"/fashion_mnist_{train,test}.h5 "$train" "$test"; do
-  "$dtrain" data inspect "$f" | sed -n '1,4p'
+for f in "$out"/fashion_mnist_{train,test}.h5 "${pair_files[@]}"; do
+  "$dtrain" data inspect "$f" | grep -E '^(file|schema|samples|images|src|tgt|tokens):'
 done

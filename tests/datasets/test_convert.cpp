@@ -3,12 +3,16 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <set>
 
 #include "data_test_util.h"
 #include "datasets/convert.h"
 #include "datasets/schema.h"
+#include "datasets/text.h"
 #include "tests/support/run.h"
 
 namespace dtrain::data {
@@ -153,6 +157,105 @@ TEST_F(ConvertTest, PairsDedupeFilterSplitAndVocabulary) {
   }
   EXPECT_EQ(tokenize("The cat's toy, isn't it?"),
             (std::vector<std::string>{"the", "cat's", "toy", ",", "isn't", "it", "?"}));
+  EXPECT_EQ(tr.get_attribute<std::string>("/", "tokens"), "words");
+  EXPECT_EQ(a.tokens, "words");
+}
+
+TEST_F(ConvertTest, PairsCharsEncoding) {
+  EXPECT_EQ(tokenize_chars("  A\tb  c, \r\n"), (std::vector<std::string>{"a", " ", "b", " ", "c", ","}));
+  // 2-, 3- and 4-byte UTF-8 characters are one token each; only ASCII is lowercased.
+  EXPECT_EQ(tokenize_chars("Kö€\xF0\x9F\x98\x80Ä"),
+            (std::vector<std::string>{"k", "ö", "€", "\xF0\x9F\x98\x80", "Ä"}));
+  EXPECT_TRUE(tokenize_chars(" \t ").empty());
+
+  std::ofstream(file("c.tsv")) << "Ba   ää b \tÄb\n";
+  PairsOptions o;
+  o.test_fraction = 0;
+  o.tokens = "chars";
+  std::string report = convert_pairs(file("c.tsv"), file("train.h5"), file("test.h5"), o, {16, 0});
+  EXPECT_NE(report.find("character vocabularies"), std::string::npos) << report;
+  io::H5File f = io::H5File::open_read(file("train.h5"));
+  PairSchema s = validate_pairs(f);
+  EXPECT_EQ(s.tokens, "chars");
+  EXPECT_EQ(f.get_attribute<std::string>("/", "tokens"), "chars");
+  // Source "ba ää b": ' ', b, ä twice each (in byte order), then a once.
+  EXPECT_EQ(s.src_vocab, (std::vector<std::string>{"<pad>", "<s>", "</s>", "<unk>", " ", "b", "ä", "a"}));
+  // Target "Äb": once each, b (0x62) before Ä (0xC3 0x84).
+  EXPECT_EQ(s.tgt_vocab, (std::vector<std::string>{"<pad>", "<s>", "</s>", "<unk>", "b", "Ä"}));
+  // src = b a ' ' ä ä ' ' b </s>; tgt = <s> Ä b </s>.
+  EXPECT_EQ(f.read("/src").to_vector<int32_t>(), (std::vector<int32_t>{5, 7, 4, 6, 6, 4, 5, 2}));
+  EXPECT_EQ(f.read("/src_len").to_vector<int32_t>(), (std::vector<int32_t>{8}));
+  EXPECT_EQ(f.read("/tgt").to_vector<int32_t>(), (std::vector<int32_t>{1, 5, 4, 2}));
+  EXPECT_EQ(f.read("/tgt_len").to_vector<int32_t>(), (std::vector<int32_t>{4}));
+
+  o.tokens = "bytes";
+  EXPECT_THROW(convert_pairs(file("c.tsv"), file("train.h5"), file("test.h5"), o, {16, 0}), ValueError);
+}
+
+// Row i of a sequence-pair dataset as text.
+std::string row_text(const io::H5File& f, const std::string& data, const std::vector<std::string>& vocab, int64_t i,
+                     const std::string& tokens) {
+  std::vector<int32_t> all = f.read(data).to_vector<int32_t>();
+  const int64_t lmax = f.shape_of(data)[1];
+  std::vector<int64_t> ids(all.begin() + i * lmax, all.begin() + (i + 1) * lmax);
+  return detokenize(ids, vocab, tokens);
+}
+
+std::string without_spaces(std::string s) {
+  s.erase(std::remove(s.begin(), s.end(), ' '), s.end());
+  return s;
+}
+
+TEST_F(ConvertTest, PairsCharsSplitMatchesWords) {
+  // 64 distinct pairs; each word and character occurs in at least 32 of them, so all are in
+  // the train vocabulary of either mode whatever the split, and rows decode exactly.
+  std::map<std::string, std::string> expected;  // normalized source -> normalized target
+  {
+    std::ofstream tsv(file("p.tsv"));
+    for (int i = 0; i < 64; ++i) {
+      std::string src, tgt;
+      for (int k = 0; k < 6; ++k) {
+        bool bit = (i >> k) & 1;
+        src += std::string(k ? "  " : "") + (bit ? "B" : "a") + std::to_string(k);
+        tgt += std::string(k ? " " : "") + (bit ? "ö" : "ä") + std::to_string(k);
+      }
+      tsv << src << ".\t" << tgt << "!\n";
+      std::string norm_src;
+      for (const std::string& c : tokenize_chars(src + ".")) norm_src += c;
+      expected[norm_src] = tgt + "!";
+    }
+  }
+  ASSERT_EQ(expected.size(), 64u);
+  PairsOptions o;
+  o.test_fraction = 0.25;
+  o.seed = 5;
+  convert_pairs(file("p.tsv"), file("w_train.h5"), file("w_test.h5"), o, {16, 0});
+  o.tokens = "chars";
+  convert_pairs(file("p.tsv"), file("c_train.h5"), file("c_test.h5"), o, {16, 0});
+  std::set<std::string> seen;
+  for (const char* split : {"train", "test"}) {
+    io::H5File w = io::H5File::open_read(file(std::string("w_") + split + ".h5"));
+    io::H5File c = io::H5File::open_read(file(std::string("c_") + split + ".h5"));
+    PairSchema ws = validate_pairs(w), cs = validate_pairs(c);
+    EXPECT_EQ(ws.tokens, "words");
+    EXPECT_EQ(cs.tokens, "chars");
+    ASSERT_EQ(ws.n, cs.n) << split;
+    EXPECT_EQ(cs.n, std::string(split) == "test" ? 16 : 48);
+    for (int64_t i = 0; i < cs.n; ++i) {
+      std::string csrc = row_text(c, "/src", cs.src_vocab, i, "chars");
+      std::string ctgt = row_text(c, "/tgt", cs.tgt_vocab, i, "chars");
+      ASSERT_EQ(expected.count(csrc), 1u) << csrc;
+      EXPECT_EQ(ctgt, expected[csrc]);
+      EXPECT_TRUE(seen.insert(csrc).second) << csrc << " twice";
+      // The word file holds the same pair in the same row.
+      std::string wsrc = row_text(w, "/src", ws.src_vocab, i, "words");
+      std::string wtgt = row_text(w, "/tgt", ws.tgt_vocab, i, "words");
+      EXPECT_EQ(without_spaces(wsrc), without_spaces(csrc)) << split << " row " << i;
+      EXPECT_EQ(without_spaces(wtgt), without_spaces(ctgt)) << split << " row " << i;
+      EXPECT_EQ(wsrc.find("<unk>"), std::string::npos) << wsrc;
+    }
+  }
+  EXPECT_EQ(seen.size(), 64u);
 }
 
 TEST_F(ConvertTest, SynthIsSeeded) {
@@ -166,7 +269,8 @@ TEST_F(ConvertTest, SynthIsSeeded) {
   EXPECT_NO_THROW(validate_images(f, true));
   synth_pairs(file("p.h5"), 30, 5, 12, 1, {8, 0});
   io::H5File p = io::H5File::open_read(file("p.h5"));
-  EXPECT_NO_THROW(validate_pairs(p));
+  EXPECT_EQ(validate_pairs(p).tokens, "words");
+  EXPECT_EQ(p.get_attribute<std::string>("/", "tokens"), "words");
 }
 
 TEST_F(ConvertTest, H5RowApi) {
@@ -210,6 +314,17 @@ TEST_F(ConvertTest, DataCommandEndToEnd) {
   r = dtrain_cli("data convert idx --out " + file("x.h5"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("--images is required"), std::string::npos) << r.output;
+  std::ofstream(file("p.tsv")) << "Hallo Welt\tHello world\nJa\tYes\n";
+  r = dtrain_cli("data convert pairs --input " + file("p.tsv") + " --out-train " + file("ptr.h5") + " --out-test " +
+                 file("pte.h5") + " --test-fraction 0 --tokens chars");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = dtrain_cli("data inspect " + file("ptr.h5"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("tokens: chars"), std::string::npos) << r.output;
+  r = dtrain_cli("data convert pairs --input " + file("p.tsv") + " --out-train " + file("ptr.h5") + " --out-test " +
+                 file("pte.h5") + " --tokens bytes");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--tokens must be 'words' or 'chars', got 'bytes'"), std::string::npos) << r.output;
   r = dtrain_cli("data convert nope");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   for (const char* help : {"data --help", "data convert --help", "data convert idx --help", "data convert pairs --help",

@@ -190,7 +190,29 @@ TEST_F(SchemaTest, PairsValidation) {
     PairSchema s = validate_pairs(f);
     EXPECT_EQ(s.n, 2);
     EXPECT_EQ(s.tgt_max_len, 3);
+    EXPECT_EQ(s.tokens, "words");  // no 'tokens' attribute: an older file, word tokens
   }
+  {
+    io::H5File f = io::H5File::open_readwrite(p);
+    f.set_attribute("/", "tokens", "chars");
+  }
+  EXPECT_EQ(validate_pairs(io::H5File::open_read(p)).tokens, "chars");
+  EXPECT_NE(inspect(p).text.find("tokens: chars"), std::string::npos) << inspect(p).text;
+  {
+    io::H5File f = io::H5File::open_readwrite(p);
+    f.set_attribute("/", "tokens", "bytes");
+  }
+  expect_invalid(p, {p, "attribute 'tokens'", "'bytes'", "allowed values: 'words' or 'chars'"});
+  {
+    io::H5File f = io::H5File::open_readwrite(p);
+    f.set_attribute("/", "tokens", 1);
+  }
+  expect_invalid(p, {p, "attribute 'tokens'", "not one string"});
+  {
+    io::H5File f = io::H5File::open_readwrite(p);
+    f.set_attribute("/", "tokens", "words");
+  }
+  EXPECT_EQ(validate_pairs(io::H5File::open_read(p)).tokens, "words");
   {
     io::H5File f = io::H5File::open_readwrite(p);
     f.write_strings("/tgt_vocab", {"<pad>", "<s>", "<unk>", "x", "y", "z"});
