@@ -221,7 +221,7 @@ def main():
     p.add_argument("--eval-interval", type=int, default=0, help="also evaluate every N steps; 0 = only at the end")
     p.add_argument("--translations", type=int, default=5, help="seq2seq.translations: test pairs printed")
     p.add_argument("--max-decode-len", type=int, default=0,
-                   help="seq2seq.max_decode_len; 0 = the test file's target width")
+                   help="seq2seq.max_decode_len; 0 = the test file's target width less one (the <s> column)")
     p.add_argument("--warmup", type=int, default=5, help="steps left out of tokens_per_s")
     p.add_argument("--log-interval", type=int, default=50, help="steps between progress lines")
     a = p.parse_args()
@@ -252,7 +252,8 @@ def main():
           f"{nparams} parameters, batch {a.batch_size}, {a.steps} steps, {a.threads} threads", flush=True)
 
     eval_bs = a.eval_batch_size or a.batch_size
-    max_len = a.max_decode_len or (test.tgt.shape[1] if test is not None else 0)
+    # The decoder writes the tokens after <s>: at most the target width less one.
+    max_len = a.max_decode_len or (test.tgt.shape[1] - 1 if test is not None else 0)
     order_gen = torch.Generator().manual_seed(a.seed)
     per_epoch = train.n // a.batch_size
     order, pos = None, per_epoch

@@ -5,53 +5,7 @@
 
 namespace dtrain::launcher {
 
-void Trainer::Impl::setup() {
-  threads = static_cast<int>(cfg.threads);
-  if (threads == 0) {
-    // The node's cores shared among its ranks, and no more than this process may run on
-    // (mpirun binds each rank to a core when there are no more ranks than cores).
-    int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    threads = std::max(1, cores / world.local_size());
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) threads = std::max(1, std::min(threads, CPU_COUNT(&set)));
-  }
-  if (world.device().is_cpu()) ops::cpu::set_num_threads(threads);
-
-  data::LoaderConfig lc;
-  lc.path = cfg.data.train;
-  lc.batch_size = cfg.batch_size;
-  lc.world_size = world.size();
-  lc.rank = world.rank();
-  lc.seed = static_cast<uint64_t>(cfg.seed);
-  lc.threads = static_cast<int>(cfg.data.workers);
-  lc.augment.pad_crop = cfg.data.pad_crop;
-  lc.augment.hflip = cfg.data.hflip;
-  lc.device = world.device();
-  gan = cfg.model.name == "dcgan";
-  tanh_inputs = cfg.data.normalize == "tanh" || (cfg.data.normalize == "auto" && gan);
-  lc.images_only = gan;  // a GAN reads classification files too, without their labels
-  train = std::make_unique<data::Loader>(lc);
-  if (gan) {
-    DT_CHECK_AS(train->kind() == data::Kind::ImageOnly, ConfigError, "data.train = ", cfg.data.train, " is a ",
-                data::kind_name(train->kind()), " file; model.name = dcgan needs an image file");
-  } else {
-    DT_CHECK_AS(train->kind() == data::Kind::ImageClassification, ConfigError, "data.train = ", cfg.data.train,
-                " is a ", data::kind_name(train->kind()), " file; dtrain train needs an image classification file");
-  }
-  train_schema = train->image_schema();
-  micro_per_epoch = train->batches_per_epoch();
-  int64_t global = static_cast<int64_t>(world.size()) * cfg.batch_size;
-  DT_CHECK_AS(micro_per_epoch >= cfg.grad_accum, ConfigError, "data.train has ", train_schema.n,
-              " samples: too few for an optimizer step of ", world.size(), " ranks x batch_size ", cfg.batch_size,
-              " x grad_accum ", cfg.grad_accum, " = ", global * cfg.grad_accum, " samples");
-  total_steps = cfg.steps > 0 ? cfg.steps : cfg.epochs * micro_per_epoch / cfg.grad_accum;
-  DT_CHECK_AS(cfg.schedule.name != "cosine" || cfg.schedule.warmup < total_steps, ConfigError,
-              "schedule.warmup = ", cfg.schedule.warmup, " must be smaller than the number of steps, ", total_steps);
-
-  if (gan) {
-    setup_gan();
-    return;
-  }
+void Trainer::Impl::setup_classifier(const data::LoaderConfig& lc) {
   int64_t classes = cfg.model.classes > 0 ? cfg.model.classes : train_schema.num_classes();
   DT_CHECK_AS(classes >= train_schema.num_classes(), ConfigError, "model.classes = ", cfg.model.classes, " but ",
               cfg.data.train, " has ", train_schema.num_classes(), " classes");
@@ -78,6 +32,60 @@ void Trainer::Impl::setup() {
 
   model = build_model(cfg.model, train_schema.channels, train_schema.height, train_schema.width, classes,
                       static_cast<uint64_t>(cfg.seed), world.rank());
+}
+
+void Trainer::Impl::setup() {
+  threads = static_cast<int>(cfg.threads);
+  if (threads == 0) {
+    // The node's cores shared among its ranks, and no more than this process may run on
+    // (mpirun binds each rank to a core when there are no more ranks than cores).
+    int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    threads = std::max(1, cores / world.local_size());
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) threads = std::max(1, std::min(threads, CPU_COUNT(&set)));
+  }
+  if (world.device().is_cpu()) ops::cpu::set_num_threads(threads);
+
+  data::LoaderConfig lc;
+  lc.path = cfg.data.train;
+  lc.batch_size = cfg.batch_size;
+  lc.world_size = world.size();
+  lc.rank = world.rank();
+  lc.seed = static_cast<uint64_t>(cfg.seed);
+  lc.threads = static_cast<int>(cfg.data.workers);
+  lc.augment.pad_crop = cfg.data.pad_crop;
+  lc.augment.hflip = cfg.data.hflip;
+  lc.device = world.device();
+  gan = cfg.model.name == "dcgan";
+  seq = cfg.model.name == "seq2seq";
+  tanh_inputs = cfg.data.normalize == "tanh" || (cfg.data.normalize == "auto" && gan);
+  lc.images_only = gan;  // a GAN reads classification files too, without their labels
+  train = std::make_unique<data::Loader>(lc);
+  if (seq) {
+    setup_seq2seq(lc);
+  } else if (gan) {
+    DT_CHECK_AS(train->kind() == data::Kind::ImageOnly, ConfigError, "data.train = ", cfg.data.train, " is a ",
+                data::kind_name(train->kind()), " file; model.name = dcgan needs an image file");
+  } else {
+    DT_CHECK_AS(train->kind() == data::Kind::ImageClassification, ConfigError, "data.train = ", cfg.data.train,
+                " is a ", data::kind_name(train->kind()), " file; dtrain train needs an image classification file");
+  }
+  if (!seq) train_schema = train->image_schema();
+  const int64_t train_n = seq ? train_pairs.n : train_schema.n;
+  micro_per_epoch = train->batches_per_epoch();
+  int64_t global = static_cast<int64_t>(world.size()) * cfg.batch_size;
+  DT_CHECK_AS(micro_per_epoch >= cfg.grad_accum, ConfigError, "data.train has ", train_n,
+              " samples: too few for an optimizer step of ", world.size(), " ranks x batch_size ", cfg.batch_size,
+              " x grad_accum ", cfg.grad_accum, " = ", global * cfg.grad_accum, " samples");
+  total_steps = cfg.steps > 0 ? cfg.steps : cfg.epochs * micro_per_epoch / cfg.grad_accum;
+  DT_CHECK_AS(cfg.schedule.name != "cosine" || cfg.schedule.warmup < total_steps, ConfigError,
+              "schedule.warmup = ", cfg.schedule.warmup, " must be smaller than the number of steps, ", total_steps);
+
+  if (gan) {
+    setup_gan();
+    return;
+  }
+  if (!seq) setup_classifier(lc);
   model.module->to(world.device());
   model.module->train();
   params = model.module->named_parameters();
@@ -187,8 +195,12 @@ void Trainer::preflight() {
     parameters = dist::describe_parameters(m.params);
     layout = m.reducer->layout();
   }
-  dataset << manifest_line("train", m.train_schema);
-  if (m.test) dataset << "\n" << manifest_line("test", m.test_schema);
+  if (m.seq) {
+    dataset << m.pair_dataset_manifest();
+  } else {
+    dataset << manifest_line("train", m.train_schema);
+    if (m.test) dataset << "\n" << manifest_line("test", m.test_schema);
+  }
   dataset << "\naugment pad_crop " << m.cfg.data.pad_crop << " hflip " << m.cfg.data.hflip << "; inputs "
           << (m.tanh_inputs ? "tanh" : "meanstd");
   dist::AgreementItems items = {
@@ -205,6 +217,7 @@ void Trainer::preflight() {
 }
 
 Trainer::Impl::Eval Trainer::Impl::evaluate() {
+  if (seq) return evaluate_seq2seq();
   // Batch-norm running statistics differ between ranks (each saw its own batches):
   // evaluate every shard with rank 0's, as one model would.
   for (const auto& [name, t] : buffers) world.group().broadcast(t, 0)->synchronize();
@@ -452,10 +465,16 @@ TrainSummary Trainer::run() {
                 cfg.source.c_str(), world, world > 1 ? "s" : "", m.world.group().backend().c_str(),
                 m.world.device().str().c_str(), m.threads, m.threads > 1 ? "s" : "", m.model.description.c_str(),
                 static_cast<long long>(m.model.module->num_parameters()));
-    std::printf("data %s: %lld samples %lldx%lldx%lld; global batch %lld (%d x %lld%s); %lld steps (%lld per epoch)\n",
-                basename_of(cfg.data.train).c_str(), static_cast<long long>(m.train_schema.n),
-                static_cast<long long>(m.train_schema.height), static_cast<long long>(m.train_schema.width),
-                static_cast<long long>(m.train_schema.channels),
+    std::string what;
+    if (m.seq) {
+      what = std::to_string(m.train_pairs.n) + " pairs, " + m.train_pairs.tokens + ", vocabularies " +
+             std::to_string(m.train_pairs.src_vocab.size()) + " / " + std::to_string(m.train_pairs.tgt_vocab.size());
+    } else {
+      what = std::to_string(m.train_schema.n) + " samples " + std::to_string(m.train_schema.height) + "x" +
+             std::to_string(m.train_schema.width) + "x" + std::to_string(m.train_schema.channels);
+    }
+    std::printf("data %s: %s; global batch %lld (%d x %lld%s); %lld steps (%lld per epoch)\n",
+                basename_of(cfg.data.train).c_str(), what.c_str(),
                 static_cast<long long>(world * cfg.batch_size * accum), world, static_cast<long long>(cfg.batch_size),
                 accum > 1 ? (" x " + std::to_string(accum) + " micro-batches").c_str() : "",
                 static_cast<long long>(m.total_steps), static_cast<long long>(m.micro_per_epoch / accum));
@@ -478,7 +497,24 @@ TrainSummary Trainer::run() {
     summary.test_accuracy = e.accuracy;
     summary.test_loss = e.loss;
     summary.test_samples = e.samples;
-    if (m.rank0()) {
+    summary.test_bleu = e.bleu;
+    if (m.rank0() && m.seq) {
+      for (const std::string& t : e.translations) std::printf("  %s\n", t.c_str());
+      std::printf("eval  step %lld/%lld | epoch %.2f | held-out loss %.4f (%lld tokens of %lld pairs) | token accuracy "
+                  "%.2f%% | BLEU %.2f (precisions %.1f/%.1f/%.1f/%.1f)\n",
+                  static_cast<long long>(step), static_cast<long long>(m.total_steps), epoch, e.loss,
+                  static_cast<long long>(e.tokens), static_cast<long long>(e.samples), 100 * e.accuracy,
+                  100 * e.bleu, 100 * e.bleu_precisions[0], 100 * e.bleu_precisions[1], 100 * e.bleu_precisions[2],
+                  100 * e.bleu_precisions[3]);
+      std::fflush(stdout);
+      std::string shown = "[";
+      for (size_t i = 0; i < e.translations.size(); ++i) shown += (i ? "," : "") + json_string(e.translations[i]);
+      m.write_metrics("{\"kind\":\"eval\",\"step\":" + std::to_string(step) + ",\"epoch\":" + json_number(epoch) +
+                      ",\"test_loss\":" + json_number(e.loss) + ",\"token_accuracy\":" + json_number(e.accuracy) +
+                      ",\"bleu\":" + json_number(100 * e.bleu) + ",\"test_tokens\":" + std::to_string(e.tokens) +
+                      ",\"test_samples\":" + std::to_string(e.samples) + ",\"translations\":" + shown +
+                      "],\"time_s\":" + json_number(elapsed) + "}");
+    } else if (m.rank0()) {
       std::printf("eval  step %lld/%lld | epoch %.2f | test accuracy %.2f%% (%lld samples) | test loss %.4f\n",
                   static_cast<long long>(step), static_cast<long long>(m.total_steps), epoch, 100 * e.accuracy,
                   static_cast<long long>(e.samples), e.loss);
@@ -510,7 +546,8 @@ TrainSummary Trainer::run() {
     const auto t0 = Clock::now();
     const double wait0 = m.train->wait_seconds();
     const int64_t epoch_before = position.epoch;
-    int64_t samples = 0;
+    int64_t samples = 0;  // seq2seq: target tokens
+    double seq_losses = 0;
     losses.clear();
     m.optimizer->zero_grad();
     for (int64_t i = 0; i < accum; ++i) {
@@ -527,6 +564,18 @@ TrainSummary Trainer::run() {
       m.reducer->set_sync(i == accum - 1);
       autograd::Tape tape;
       Tensor loss, objective;
+      if (m.seq) {
+        double loss_sum = 0, tokens = 0;
+        {
+          autograd::GradRecorder rec(tape);
+          objective = m.seq2seq_objective(b, accum, loss_sum, tokens);
+        }
+        tape.backward(objective);
+        seq_losses += loss_sum;
+        samples += static_cast<int64_t>(tokens);
+        ++consumed;
+        continue;
+      }
       {
         autograd::GradRecorder rec(tape);
         Tensor logits = m.model.module->forward(m.normalize(b.images, m.train_affine, m.train_schema));
@@ -544,7 +593,7 @@ TrainSummary Trainer::run() {
     const double lr = m.schedule->lr_at(step);
     m.optimizer->set_lr(lr);
     m.optimizer->step();
-    double loss_sum = 0;
+    double loss_sum = seq_losses;
     for (const auto& [l, n] : losses) loss_sum += l.item<float>() * static_cast<double>(n);
     ++step;
 
@@ -586,15 +635,15 @@ TrainSummary Trainer::run() {
       const double ips = iv.wall > 0 ? iv.samples / iv.wall : 0;
       const double eta = static_cast<double>(m.total_steps - step) * iv.wall / n;
       const int64_t epoch_now = (consumed - 1) / m.micro_per_epoch + 1;
-      std::printf("step %lld/%lld | epoch %lld/%lld | loss %.4f | lr %.4g | %.0f img/s | data %.1f ms | "
+      std::printf("step %lld/%lld | epoch %lld/%lld | loss %.4f | lr %.4g | %.0f %s | data %.1f ms | "
                   "allreduce %.1f ms | skew %.1f ms | ETA %s\n",
                   static_cast<long long>(step), static_cast<long long>(m.total_steps),
                   static_cast<long long>(epoch_now), static_cast<long long>(epochs_total), loss, lr, ips,
-                  1e3 * iv.data_wait / n, 1e3 * iv.allreduce_wait / n, 1e3 * iv.skew / n, duration_text(eta).c_str());
+                  m.seq ? "tok/s" : "img/s", 1e3 * iv.data_wait / n, 1e3 * iv.allreduce_wait / n, 1e3 * iv.skew / n, duration_text(eta).c_str());
       std::fflush(stdout);
       m.write_metrics("{\"kind\":\"train\",\"step\":" + std::to_string(step) + ",\"epoch\":" + json_number(epoch_f) +
                       ",\"loss\":" + json_number(loss) + ",\"lr\":" + json_number(lr) +
-                      ",\"images_per_s\":" + json_number(ips) + ",\"data_wait_s\":" + json_number(iv.data_wait / n) +
+                      (m.seq ? ",\"tokens_per_s\":" : ",\"images_per_s\":") + json_number(ips) + ",\"data_wait_s\":" + json_number(iv.data_wait / n) +
                       ",\"allreduce_wait_s\":" + json_number(iv.allreduce_wait / n) +
                       ",\"step_time_skew_s\":" + json_number(iv.skew / n) + ",\"steps_logged\":" +
                       std::to_string(iv.steps) + ",\"time_s\":" + json_number(seconds_since(start)) + "}");
@@ -640,6 +689,10 @@ TrainSummary Trainer::run() {
     } else if (m.resumed && step == m.start_step) {
       std::printf("nothing to train: the checkpoint is at step %lld of %lld\n", static_cast<long long>(step),
                   static_cast<long long>(m.total_steps));
+    } else if (summary.evaluated && m.seq) {
+      std::printf("final held-out loss %.4f, token accuracy %.2f%%, BLEU %.2f (%lld steps, %d rank%s, %.1f s)\n",
+                  summary.test_loss, 100 * summary.test_accuracy, 100 * summary.test_bleu, static_cast<long long>(step),
+                  world, world > 1 ? "s" : "", summary.seconds);
     } else if (summary.evaluated) {
       std::printf("final test accuracy %.2f%% (test loss %.4f, %lld steps, %d rank%s, %.1f s)\n",
                   100 * summary.test_accuracy, summary.test_loss, static_cast<long long>(step), world,

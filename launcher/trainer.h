@@ -55,8 +55,9 @@ struct TrainSummary {
   double final_loss_g = 0;
   std::string samples;         // dcgan, rank 0: the last sample grid written ("" none)
   bool evaluated = false;
-  double test_accuracy = 0;    // fraction in [0, 1]
-  double test_loss = 0;
+  double test_accuracy = 0;    // fraction in [0, 1] (seq2seq: of the target tokens)
+  double test_loss = 0;        // seq2seq: per target token
+  double test_bleu = 0;        // seq2seq: corpus BLEU-4 of greedy translations, in [0, 1]
   int64_t test_samples = 0;
   bool stopped = false;        // a stop was requested before the last step
   int stop_kind = 0;           // the largest StopKind any rank requested (agreed by all)

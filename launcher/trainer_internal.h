@@ -48,6 +48,10 @@
 
 #include "launcher/trainer.h"
 
+namespace dtrain::models {
+class Seq2Seq;
+}
+
 namespace dtrain::launcher::detail {
 
 using Clock = std::chrono::steady_clock;
@@ -187,11 +191,29 @@ struct Trainer::Impl {
   void load(const std::string& path, int64_t step);
 
   void setup();
+  void setup_classifier(const data::LoaderConfig& lc);  // images: test loader and model
   struct Eval {
-    double accuracy = 0, loss = 0;
-    int64_t samples = 0;
+    double accuracy = 0, loss = 0;  // seq2seq: token accuracy and loss per target token
+    int64_t samples = 0;            // seq2seq: sentence pairs
+    // seq2seq only.
+    int64_t tokens = 0;
+    double bleu = 0;
+    std::vector<double> bleu_precisions;    // n = 1..4
+    std::vector<std::string> translations;  // rank 0: "source => hypothesis  (reference)"
   };
   Eval evaluate();
+
+  // model.name = seq2seq (trainer_seq2seq.cpp): the classifier loop with these in place of
+  // the image set-up, loss and evaluation.
+  bool seq = false;
+  models::Seq2Seq* seq_model = nullptr;  // model.module
+  data::PairSchema train_pairs, test_pairs;
+  void setup_seq2seq(const data::LoaderConfig& lc);
+  // The micro-batch's objective (Note [Seq2seq loss over the global batch]); sets this
+  // rank's token-loss sum and token count. Collective when the world has several ranks.
+  Tensor seq2seq_objective(const data::Batch& b, int64_t accum, double& loss_sum, double& tokens);
+  Eval evaluate_seq2seq();
+  std::string pair_dataset_manifest() const;
   void write_metrics(const std::string& line) {
     if (!metrics) return;
     std::fputs(line.c_str(), metrics);
