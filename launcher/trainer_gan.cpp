@@ -123,8 +123,11 @@ std::string Trainer::Impl::export_samples() {
     out.finish();
     // Durable before it takes the final name: a crash leaves the old file or the new one.
     const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-    DT_CHECK_AS(fd >= 0 && ::fsync(fd) == 0, IoError, "gan.export: cannot fsync '", tmp, "': ", std::strerror(errno));
+    DT_CHECK_AS(fd >= 0, IoError, "gan.export: cannot open '", tmp, "' to fsync it: ", std::strerror(errno));
+    const bool synced = ::fsync(fd) == 0;
+    const int fsync_errno = errno;
     ::close(fd);
+    DT_CHECK_AS(synced, IoError, "gan.export: fsync of '", tmp, "' failed: ", std::strerror(fsync_errno));
     DT_CHECK_AS(std::rename(tmp.c_str(), path.c_str()) == 0, IoError, "gan.export: cannot rename '", tmp, "' to '",
                 path, "': ", std::strerror(errno));
   } catch (...) {
