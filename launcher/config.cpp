@@ -377,18 +377,14 @@ void validate(const Config& c, const std::map<std::string, std::string>& origin)
   check_optimizer("optimizer_g", c.optimizer_g);
   check_optimizer("optimizer_d", c.optimizer_d);
   if (c.model.name == "dcgan") {
-    // The GAN loop (docs/GAN.md) has no test evaluation, gradient accumulation, schedule
-    // or checkpoints (yet): refuse them rather than ignore them.
+    // The GAN loop (docs/GAN.md) has no test evaluation, gradient accumulation or
+    // schedule: refuse them rather than ignore them.
     if (!c.data.test.empty()) {
       fail("data.test", "must be empty for model.name = dcgan (a GAN's evaluation is the sample grid, gan.samples)");
     }
     if (c.grad_accum != 1) fail("grad_accum", "must be 1 for model.name = dcgan");
     if (c.schedule.name != "constant") {
       fail("schedule.name", "must be constant for model.name = dcgan (the rates are optimizer_g.lr and optimizer_d.lr)");
-    }
-    if (!c.checkpoint_dir.empty()) {
-      fail("checkpoint.dir", "is not supported for model.name = dcgan yet: the checkpoint format holds one network "
-                             "and one optimizer; leave it empty (no --checkpoint-dir, no --resume)");
     }
   } else if (!c.gan.samples.empty()) {
     fail("gan.samples", "is for model.name = dcgan only");

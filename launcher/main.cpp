@@ -12,6 +12,7 @@
 #include "core/runtime.h"
 #include "launcher/data.h"
 #include "launcher/demos.h"
+#include "launcher/score.h"
 #include "launcher/slurm.h"
 #include "launcher/train.h"
 
@@ -26,6 +27,7 @@ constexpr const char* kUsage =
     "  data        convert public datasets to HDF5, make synthetic sets, inspect a file\n"
     "  demo NAME   the lecture's first networks: and, xor, line, sobel\n"
     "  info        what this build contains and which devices it sees\n"
+    "  score FILE  sample quality of image files (a GAN's output) with a classifier trained by dtrain\n"
     "  submit      submit 'dtrain train' to Slurm as a batch job that checkpoints and requeues itself\n"
     "  train CFG   train a model data-parallel from a TOML config (one rank per process under mpirun/srun)\n"
     "\n"
@@ -68,6 +70,7 @@ int main(int argc, char** argv) {
     if (cmd == "demo") return dtrain::demos::run(rest);
     if (cmd == "train") return dtrain::train_cli::run(rest);
     if (cmd == "submit") return dtrain::slurm::submit_main(rest);
+    if (cmd == "score") return dtrain::score_cli::run(rest);
     if (cmd == "info") {
       if (!rest.empty() && (rest[0] == "-h" || rest[0] == "--help")) {
         std::printf("usage: dtrain info\n\nPrints the build's backends and the CUDA devices it sees.\n");

@@ -88,10 +88,6 @@ int run(const std::vector<std::string>& args) {
   if (p.has("resume")) {
     config.resume = p.get("resume");
     if (config.resume.empty()) DT_THROW(ConfigError, "dtrain train: --resume needs 'auto' or a checkpoint path");
-    if (config.model.name == "dcgan") {
-      DT_THROW(ConfigError, "dtrain train: --resume is not supported for model.name = dcgan yet (no checkpoints "
-                            "of the two networks and optimizers; docs/GAN.md)");
-    }
     if (config.resume == "auto" && config.checkpoint_dir.empty()) {
       DT_THROW(ConfigError, "dtrain train: --resume auto looks in checkpoint.dir, which is not set "
                             "(--checkpoint-dir DIR or --set checkpoint.dir=DIR)");

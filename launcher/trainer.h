@@ -32,11 +32,16 @@
 //
 // model.name = "dcgan" (docs/GAN.md) runs the same protocol with two networks: set-up
 // builds G and D, preflight makes one Reducer for each (on the same process group) and
-// agrees on both networks' parameters and both bucket layouts, run() broadcasts both
-// from rank 0, and each step is one dist::GanStep (the D step issues reducer_d's buckets,
-// the G step reducer_g's) followed by the same all_gather of the step's statistics. The
-// "evaluation" is rank 0 alone writing the grid of G(fixed noise) (gan.samples), with
-// no collective. There are no checkpoints for dcgan yet (refused in the config).
+// agrees on both networks' parameters and both bucket layouts, run() resumes (the same
+// choice and agreement) or broadcasts both from rank 0, and each step is one
+// dist::GanStep (the D step issues reducer_d's buckets, the G step reducer_g's) on this
+// rank's rows of the global batch's noise, drawn from one stream shared by all ranks
+// (Note [Global GAN noise] in trainer_gan.cpp), followed by the same all_gather of the
+// step's statistics. The "evaluation" is rank 0 alone writing the grid of G(fixed noise)
+// (gan.samples), with no collective. Checkpoints follow the same steps and protocol
+// (both networks and optimizers under the prefixes "generator." and "discriminator.",
+// and the noise stream; no all_gather, as no rank has a stream of its own); after the
+// last step (not on a stop) rank 0 writes gan.export and check_all_ok agrees on it.
 #include <cstdint>
 #include <functional>
 #include <memory>

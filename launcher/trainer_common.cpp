@@ -201,3 +201,68 @@ std::string manifest_line(const std::string& split, const data::ImageSchema& s) 
 }
 
 }  // namespace dtrain::launcher::detail
+
+namespace dtrain::launcher {
+
+// ---- checkpoint steps shared by the recipes --------------------------------------------
+
+int64_t Trainer::Impl::choose_checkpoint(std::string& path) {
+  std::exception_ptr error;
+  int64_t step = -1;
+  if (rank0()) {
+    try {
+      if (cfg.resume == "auto") {
+        auto found = ckpt::find_latest(cfg.checkpoint_dir, log);
+        if (found) {
+          step = found->first;
+          path = found->second;
+        } else {
+          std::printf("resume: no complete checkpoint in %s; starting from step 0\n", cfg.checkpoint_dir.c_str());
+        }
+      } else {
+        ckpt::verify(cfg.resume);
+        step = io::H5File::open_read(cfg.resume).get_attribute<int64_t>("/trainer", "step");
+        path = cfg.resume;
+      }
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }
+  world.check_all_ok(error, "choosing the checkpoint to resume from");
+  Tensor chosen = Tensor::from_vector<int64_t>({step}, {1});
+  world.control().broadcast(chosen, 0)->wait();
+  step = chosen.to_vector<int64_t>()[0];
+  if (step >= 0 && !rank0()) {
+    path = cfg.resume == "auto" ? (std::filesystem::path(cfg.checkpoint_dir) / ckpt::file_name(step)).string()
+                                : cfg.resume;
+  }
+  return step;
+}
+
+void Trainer::Impl::commit_checkpoint(const ckpt::Contents& c) {
+  const int64_t step = c.trainer.step;
+  const auto t0 = Clock::now();
+  ckpt::StageHook hook;
+  if (knobs.crash_in_ckpt_step == step) {
+    hook = [this](const std::string& stage) {
+      if (stage == knobs.crash_in_ckpt_stage) {
+        std::fflush(stdout);
+        std::raise(SIGKILL);
+      }
+    };
+  }
+  last_checkpoint = ckpt::write(cfg.checkpoint_dir, c, hook);
+  const double write_s = seconds_since(t0);
+  std::vector<std::string> removed = ckpt::prune(cfg.checkpoint_dir, cfg.checkpoint_keep_last);
+  std::error_code ec;
+  const double mib = static_cast<double>(std::filesystem::file_size(last_checkpoint, ec)) / (1 << 20);
+  std::printf("checkpoint step %lld: %s (%.1f MiB in %.2f s%s)\n", static_cast<long long>(step),
+              last_checkpoint.c_str(), mib, write_s,
+              removed.empty() ? "" : (", " + std::to_string(removed.size()) + " old files removed").c_str());
+  std::fflush(stdout);
+  write_metrics("{\"kind\":\"checkpoint\",\"step\":" + std::to_string(step) + ",\"path\":" +
+                json_string(last_checkpoint) + ",\"mib\":" + json_number(mib) + ",\"write_s\":" +
+                json_number(write_s) + "}");
+}
+
+}  // namespace dtrain::launcher

@@ -1,4 +1,7 @@
 // The dcgan recipe of the trainer (trainer.h; docs/GAN.md).
+#include <fcntl.h>
+
+#include "datasets/convert.h"
 #include "launcher/trainer_internal.h"
 
 namespace dtrain::launcher {
@@ -30,8 +33,8 @@ void Trainer::Impl::setup_gan() {
   gan_.opt_g = build_optimizer(cfg.optimizer_g, gan_.g_params);
   gan_.opt_d = build_optimizer(cfg.optimizer_d, gan_.d_params);
   schedule = build_schedule(cfg, total_steps);  // unused (constant rates), described nowhere
-  gan_.noise = std::make_unique<Generator>(
-      Generator::derive(static_cast<uint64_t>(cfg.seed), static_cast<uint64_t>(world.rank()), "gan_noise"));
+  // Note [Global GAN noise]: one stream for every rank, derived from the seed alone.
+  gan_.noise = std::make_unique<Generator>(Generator::derive(static_cast<uint64_t>(cfg.seed), 0, "gan_noise"));
   Generator fixed = Generator::derive(static_cast<uint64_t>(cfg.gan.noise_seed), 0, "gan_fixed_noise");
   gan_.fixed_z = Tensor::empty({cfg.gan.samples_n, cfg.model.z_dim, 1, 1}, DType::F32, world.device());
   fixed.normal_(gan_.fixed_z, 0.0, 1.0);
@@ -41,10 +44,15 @@ void Trainer::Impl::setup_gan() {
        << gan_.d->num_parameters() << " parameters" << (dc.batch_norm ? ", batch norm" : ", no batch norm") << ")";
   gan_.description = desc.str();
 
+  DT_CHECK_AS(cfg.resume.empty() || cfg.resume != "auto" || !cfg.checkpoint_dir.empty(), ConfigError,
+              "--resume auto looks for checkpoints in checkpoint.dir, which is not set (--checkpoint-dir DIR or "
+              "--set checkpoint.dir=DIR)");
+
   if (rank0() && !cfg.log_metrics.empty()) {
     std::filesystem::path p(cfg.log_metrics);
     if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-    metrics = std::fopen(cfg.log_metrics.c_str(), "w");
+    // A resumed run continues the file.
+    metrics = std::fopen(cfg.log_metrics.c_str(), cfg.resume.empty() ? "w" : "a");
     DT_CHECK_AS(metrics != nullptr, IoError, "cannot write log.metrics = ", cfg.log_metrics, ": ",
                 std::strerror(errno));
   }
@@ -71,14 +79,230 @@ std::string Trainer::Impl::write_samples(int64_t step) {
   return path;
 }
 
+// Note [GAN export quantization]: a sample x of G (tanh, in [-1, 1]) becomes the byte
+// clamp(round_half_even((x + 1) * 127.5), 0, 255), the product computed in float32, as
+// PyTorch's ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8) on a float32 tensor
+// (torch.round rounds half to even; so does std::nearbyint in the default rounding
+// mode). docs/GAN.md states the same formula for reference scripts.
+std::string Trainer::Impl::export_samples() {
+  const std::string path = cfg.gan.export_path;
+  const int64_t n = cfg.gan.export_n, c = train_schema.channels, h = train_schema.height, w = train_schema.width;
+  std::filesystem::path fp(path);
+  if (fp.has_parent_path()) std::filesystem::create_directories(fp.parent_path());
+  // A stream of its own: neither the training noise nor the grid's fixed batch.
+  Generator gen = Generator::derive(static_cast<uint64_t>(cfg.gan.noise_seed), 0, "gan_export_noise");
+  Tensor z = Tensor::empty({n, cfg.model.z_dim, 1, 1}, DType::F32, world.device());
+  gen.normal_(z, 0.0, 1.0);  // all at once: the samples do not depend on the batch size below
+  const std::string tmp = path + ".tmp";
+  constexpr int64_t kBatch = 256;
+  gan_.g->eval();  // batch norm with the running statistics (rank 0's)
+  try {
+    data::WriteOptions wo;
+    wo.chunk_rows = std::min<int64_t>(64, n);
+    data::ImageWriter out(tmp, n, h, w, c, {}, wo, /*with_labels=*/false);
+    std::vector<uint8_t> bytes;
+    for (int64_t at = 0; at < n; at += kBatch) {
+      const int64_t k = std::min(kBatch, n - at);
+      std::vector<float> x;
+      {
+        autograd::NoGrad no_grad;
+        x = (*gan_.g)(z.rows(at, k)).to(Device::cpu()).to(DType::F32).to_vector<float>();  // (k, C, H, W)
+      }
+      bytes.assign(static_cast<size_t>(k * h * w * c), 0);
+      for (int64_t i = 0; i < k; ++i) {
+        for (int64_t ch = 0; ch < c; ++ch) {
+          for (int64_t p = 0; p < h * w; ++p) {
+            const float v = (x[static_cast<size_t>((i * c + ch) * h * w + p)] + 1.0f) * 127.5f;
+            const float q = std::min(255.0f, std::max(0.0f, std::nearbyint(v)));
+            bytes[static_cast<size_t>((i * h * w + p) * c + ch)] = static_cast<uint8_t>(q);
+          }
+        }
+      }
+      out.append(Tensor::from_vector<uint8_t>(bytes, {k, h, w, c}), Tensor());
+    }
+    out.finish();
+    // Durable before it takes the final name: a crash leaves the old file or the new one.
+    const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+    DT_CHECK_AS(fd >= 0, IoError, "gan.export: cannot open '", tmp, "' to fsync it: ", std::strerror(errno));
+    const bool synced = ::fsync(fd) == 0;
+    const int fsync_errno = errno;
+    ::close(fd);
+    DT_CHECK_AS(synced, IoError, "gan.export: fsync of '", tmp, "' failed: ", std::strerror(fsync_errno));
+    DT_CHECK_AS(std::rename(tmp.c_str(), path.c_str()) == 0, IoError, "gan.export: cannot rename '", tmp, "' to '",
+                path, "': ", std::strerror(errno));
+  } catch (...) {
+    gan_.g->train();
+    std::remove(tmp.c_str());  // best effort; an existing file at `path` is untouched
+    throw;
+  }
+  gan_.g->train();
+  return path;
+}
+
+namespace {
+
+void add_prefixed(nn::NamedTensors& out, const std::string& prefix, const nn::NamedTensors& in) {
+  for (const auto& [name, t] : in) out.emplace_back(prefix + name, t);
+}
+
+}  // namespace
+
+// A dcgan checkpoint (docs/CHECKPOINTS.md, "dcgan"): the classifier's format and protocol
+// (Note [Checkpoint protocol] in trainer.cpp) with both networks and both optimizers under
+// the name prefixes "generator." and "discriminator." (/model/generator.main.0.weight,
+// /optimizer/discriminator.main.0.weight.exp_avg), so the file format (version 1) and its
+// reader are unchanged. The one optimizer_steps attribute serves both optimizers: each
+// steps once per GAN step, so both counts equal the step (checked here). The noise stream
+// is the same on every rank (Note [Global GAN noise]) and is stored once, as
+// /rng/rank0/gan_noise; no other rank has a stream of its own, so, unlike save(), no
+// all_gather is needed: check_all_ok alone agrees on the outcome.
+void Trainer::Impl::save_gan(int64_t step, data::Position pos) {
+  std::exception_ptr error;
+  if (rank0()) {
+    try {
+      DT_CHECK(gan_.opt_g->steps_taken() == gan_.opt_d->steps_taken(), "dcgan checkpoint: the optimizers took ",
+               gan_.opt_g->steps_taken(), " (G) and ", gan_.opt_d->steps_taken(), " (D) steps; expected equal counts");
+      ckpt::Contents c;
+      add_prefixed(c.model, "generator.", gan_.g_params);
+      add_prefixed(c.model, "discriminator.", gan_.d_params);
+      add_prefixed(c.model, "generator.", gan_.g_buffers);
+      add_prefixed(c.model, "discriminator.", gan_.d_buffers);
+      add_prefixed(c.optimizer, "generator.", gan_.opt_g->state());
+      add_prefixed(c.optimizer, "discriminator.", gan_.opt_d->state());
+      c.optimizer_steps = gan_.opt_g->steps_taken();
+      c.rng.push_back({0, "gan_noise", gan_.noise->state()});
+      ckpt::TrainerState& t = c.trainer;
+      t.step = step;
+      t.epoch = pos.epoch;
+      t.cursor = pos.cursor;
+      t.seed = cfg.seed;
+      t.world_size = world.size();
+      t.global_batch = global_micro_batch();
+      t.schedule_step = step;
+      t.config = canonical(cfg);
+      t.build = build_id();
+      commit_checkpoint(c);
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }
+  world.check_all_ok(error, "writing the checkpoint of step " + std::to_string(step));
+}
+
+void Trainer::Impl::load_gan(const std::string& path, int64_t step) {
+  // Rank 0 verified the file (choose_checkpoint); the others check they read that step.
+  ckpt::Contents c = ckpt::read(path, /*verified=*/true);
+  DT_CHECK_AS(c.trainer.step == step, IoError, "checkpoint '", path, "' holds step ", c.trainer.step, ", rank 0 chose ",
+              step, ": do all ranks see the same checkpoint directory?");
+  nn::NamedTensors state;
+  add_prefixed(state, "generator.", gan_.g_params);
+  add_prefixed(state, "discriminator.", gan_.d_params);
+  add_prefixed(state, "generator.", gan_.g_buffers);
+  add_prefixed(state, "discriminator.", gan_.d_buffers);
+  ckpt::check_model(path, c.model, state);
+  DT_CHECK_AS(c.trainer.seed == cfg.seed, ConfigError, "checkpoint '", path, "' was written with seed ", c.trainer.seed,
+              ", this run has seed ", cfg.seed, ": resume with --set seed=", c.trainer.seed,
+              " (the seed fixes the data order and the noise)");
+  const ckpt::RngStream* noise = nullptr;
+  for (const ckpt::RngStream& s : c.rng) {
+    if (s.name == "gan_noise") noise = &s;
+  }
+  DT_CHECK_AS(noise != nullptr, IoError, "checkpoint '", path,
+              "' has no /rng/rank0/gan_noise (the dcgan noise stream): it was not written by the dcgan recipe");
+
+  nn::NamedTensors opt_g, opt_d;
+  for (const auto& [name, t] : c.optimizer) {
+    if (name.rfind("generator.", 0) == 0) {
+      opt_g.emplace_back(name.substr(10), t);
+    } else if (name.rfind("discriminator.", 0) == 0) {
+      opt_d.emplace_back(name.substr(14), t);
+    } else {
+      DT_THROW(ValueError, "checkpoint '", path, "' has optimizer state '", name,
+               "' of neither network (expected the prefix generator. or discriminator.): not a dcgan checkpoint");
+    }
+  }
+  // Zero gradients, as load() does for the classifier.
+  for (nn::NamedTensors* ps : {&gan_.g_params, &gan_.d_params}) {
+    for (auto& [name, p] : *ps) p.set_grad(Tensor::zeros(p.shape(), p.dtype(), p.device()));
+  }
+  try {
+    gan_.opt_g->load_state(opt_g, c.optimizer_steps);
+  } catch (const ValueError& e) {
+    DT_THROW(ValueError, "checkpoint '", path, "' (generator optimizer ", cfg.optimizer_g.name, "): ", e.what());
+  }
+  try {
+    gan_.opt_d->load_state(opt_d, c.optimizer_steps);
+  } catch (const ValueError& e) {
+    DT_THROW(ValueError, "checkpoint '", path, "' (discriminator optimizer ", cfg.optimizer_d.name, "): ", e.what());
+  }
+  std::map<std::string, const Tensor*> in_file;
+  for (const auto& [n, t] : c.model) in_file[n] = &t;
+  for (const auto& [n, t] : state) t.copy_(in_file.at(n)->to(t.device()));
+  gan_.noise->set_state(noise->state);
+
+  const data::Position pos{c.trainer.epoch, c.trainer.cursor};
+  train->seek(pos);
+  start_step = step;
+  resumed = true;
+  resumed_step = step;
+  if (rank0()) {
+    std::printf("resumed from %s: step %lld, epoch %lld, sample %lld of the epoch\n", path.c_str(),
+                static_cast<long long>(step), static_cast<long long>(pos.epoch + 1),
+                static_cast<long long>(pos.cursor));
+    if (c.trainer.world_size != world.size()) {
+      std::printf("note: the checkpoint was written by %lld rank%s, this run has %d: training continues from the "
+                  "same global sample and noise; with another global batch or with batch norm the result is no "
+                  "longer identical to an uninterrupted run (docs/CHECKPOINTS.md)\n",
+                  static_cast<long long>(c.trainer.world_size), c.trainer.world_size > 1 ? "s" : "", world.size());
+    }
+    if (std::string changes = config_changes(c.trainer.config, canonical(cfg)); !changes.empty()) {
+      std::printf("note: configuration changed since the checkpoint: %s\n", changes.c_str());
+    }
+    if (c.trainer.build != build_id()) {
+      std::printf("note: the checkpoint was written by %s, this is %s\n", c.trainer.build.c_str(), build_id().c_str());
+    }
+    std::fflush(stdout);
+  }
+}
+
+// Note [Global GAN noise]: every step draws the noise of the GLOBAL batch,
+// (world_size x batch_size, z_dim, 1, 1), from one stream derived from the seed alone
+// ((seed, 0, "gan_noise"), the same state on every rank), and rank r uses rows
+// [r B, (r + 1) B) through GanStep::step(real, z). So the noise of sample i of a step does
+// not depend on how the global batch is split: W ranks at batch B draw exactly what one
+// process at batch W B draws, and with batch norm off (batch norm normalizes with each
+// rank's own batch statistics, as PyTorch DDP without SyncBatchNorm) the runs agree up to
+// the rounding of the all-reduce. The stream's state is one pair of integers, saved once
+// in a checkpoint and valid for any world size. The cost: each rank fills W times the
+// normals it uses, W B z_dim numbers per step (8 ranks x 128 x 100 = 102,400, under a
+// millisecond, on the device that holds them), against G's and D's forward and backward
+// passes of W-fold fewer samples but millions of multiply-adds each; no communication.
+//
 // The GAN loop (trainer.h; docs/GAN.md): the classifier loop's protocol with a GanStep
 // in place of the forward/backward, and rank 0 writing the sample grid where the
-// classifier evaluates.
+// classifier evaluates. Checkpoints and stops follow the classifier loop (Note
+// [Checkpoint protocol]); save_gan() and load_gan() hold what differs.
 TrainSummary Trainer::Impl::run_gan() {
   const int world_n = world.size();
-  // Rank 0's initial values everywhere (only now that the shapes agree).
-  gan_.reducer_g->broadcast_from_rank0(gan_.g_buffers);
-  gan_.reducer_d->broadcast_from_rank0(gan_.d_buffers);
+  // A resumed run loads the same file on every rank (Note [Resume agreement]); a fresh one
+  // takes rank 0's initial values everywhere (only now that the shapes agree).
+  if (!cfg.resume.empty()) {
+    std::string path;
+    const int64_t chosen = choose_checkpoint(path);
+    if (chosen >= 0) {
+      std::exception_ptr error;
+      try {
+        load_gan(path, chosen);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      world.check_all_ok(error, "loading checkpoint " + path);
+    }
+  }
+  if (!resumed) {
+    gan_.reducer_g->broadcast_from_rank0(gan_.g_buffers);
+    gan_.reducer_d->broadcast_from_rank0(gan_.d_buffers);
+  }
   dist::GanStepOptions so;
   so.z_dim = static_cast<int>(cfg.model.z_dim);
   dist::GanStep gan_step(*gan_.g, *gan_.d, *gan_.opt_g, *gan_.opt_d, gan_.reducer_g.get(), gan_.reducer_d.get(),
@@ -130,8 +354,12 @@ TrainSummary Trainer::Impl::run_gan() {
   } iv;
   const auto start = Clock::now();
   int64_t consumed = 0;
-  int64_t step = 0;
+  int64_t step = start_step;
   data::Position position = train->sampler().normalize(train->position());
+  if (resumed) consumed = position.epoch * micro_per_epoch + position.cursor / global_micro_batch();
+  const bool checkpoints = !cfg.checkpoint_dir.empty();
+  const int64_t batch = cfg.batch_size;
+  const Shape global_noise{world_n * batch, cfg.model.z_dim, 1, 1};
   constexpr int kFields = 8;
   while (step < total_steps) {
     const auto t0 = Clock::now();
@@ -140,7 +368,11 @@ TrainSummary Trainer::Impl::run_gan() {
     data::Batch b = train->next();
     position = train->sampler().normalize(b.next);
     const Tensor real = normalize(b.images, train_affine, train_schema);
-    const dist::GanStepResult r = gan_step.step(real);
+    DT_CHECK(b.size == batch, "dcgan: a training batch of ", b.size, " samples, expected batch_size ", batch);
+    // Note [Global GAN noise]: the global batch's noise, this rank's rows.
+    Tensor z_all = Tensor::empty(global_noise, real.dtype(), real.device());
+    gan_.noise->normal_(z_all, 0.0, 1.0);
+    const dist::GanStepResult r = gan_step.step(real, z_all.rows(world.rank() * batch, batch));
     ++consumed;
     ++step;
 
@@ -213,9 +445,10 @@ TrainSummary Trainer::Impl::run_gan() {
       summary.stopped = true;
       summary.stop_kind = stop_kind;
       if (rank0()) {
-        std::printf("stop requested: stopping after step %lld (dcgan: no checkpoint)\n", static_cast<long long>(step));
+        std::printf("stop requested: stopping after step %lld\n", static_cast<long long>(step));
         std::fflush(stdout);
       }
+      if (checkpoints) save_gan(step, position);
       if (!knobs.pid_dir.empty()) {
         std::ofstream(knobs.pid_dir + "/rank" + std::to_string(world.rank()) + ".stopped") << step << "\n";
       }
@@ -235,6 +468,10 @@ TrainSummary Trainer::Impl::run_gan() {
                     ",\"path\":" + json_string(summary.samples) + ",\"images\":" + std::to_string(cfg.gan.samples_n) +
                     ",\"time_s\":" + json_number(seconds_since(start)) + "}");
     }
+    if (checkpoints && ((cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0) ||
+                        (step == total_steps && cfg.checkpoint_final))) {
+      save_gan(step, position);
+    }
     if (step == knobs.crash_at_step) {
       std::fflush(stdout);
       std::raise(SIGKILL);
@@ -243,10 +480,37 @@ TrainSummary Trainer::Impl::run_gan() {
   }
   summary.steps = step;
   summary.seconds = seconds_since(start);
+  summary.resumed_from = resumed_step;
+  summary.checkpoint = last_checkpoint;
+  // gan.export after the last step (not on a stop): rank 0 writes, every rank agrees on
+  // the outcome, so a failed write fails the run everywhere.
+  if (!summary.stopped && step == total_steps && !cfg.gan.export_path.empty()) {
+    std::exception_ptr error;
+    if (rank0()) {
+      try {
+        const auto t0 = Clock::now();
+        const std::string path = export_samples();
+        std::printf("export: %lld samples of G (eval mode, noise seed %lld) -> %s (%.1f s)\n",
+                    static_cast<long long>(cfg.gan.export_n), static_cast<long long>(cfg.gan.noise_seed),
+                    path.c_str(), seconds_since(t0));
+        std::fflush(stdout);
+        write_metrics("{\"kind\":\"export\",\"step\":" + std::to_string(step) + ",\"path\":" + json_string(path) +
+                      ",\"samples\":" + std::to_string(cfg.gan.export_n) + ",\"time_s\":" +
+                      json_number(seconds_since(t0)) + "}");
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+    world.check_all_ok(error, "writing gan.export = " + cfg.gan.export_path);
+  }
   if (rank0()) {
     if (summary.stopped) {
-      std::printf("stopped after step %lld of %lld (%.1f s); no checkpoint (dcgan)\n", static_cast<long long>(step),
-                  static_cast<long long>(total_steps), summary.seconds);
+      std::printf("stopped after step %lld of %lld (%.1f s)%s\n", static_cast<long long>(step),
+                  static_cast<long long>(total_steps), summary.seconds,
+                  checkpoints ? "" : "; no checkpoint: checkpoint.dir is not set");
+    } else if (resumed && step == start_step) {
+      std::printf("nothing to train: the checkpoint is at step %lld of %lld\n", static_cast<long long>(step),
+                  static_cast<long long>(total_steps));
     } else {
       std::printf("finished %lld steps in %.1f s; loss_d %.4f, loss_g %.4f%s%s\n", static_cast<long long>(step),
                   summary.seconds, summary.final_loss_d, summary.final_loss_g,

@@ -168,14 +168,32 @@ struct Trainer::Impl {
     nn::NamedTensors g_params, d_params, g_buffers, d_buffers;
     std::unique_ptr<optim::Optimizer> opt_g, opt_d;
     std::unique_ptr<dist::Reducer> reducer_g, reducer_d;
-    std::unique_ptr<Generator> noise;  // this rank's training noise
+    // The training noise: one stream for all ranks, drawn for the global batch (Note
+    // [Global GAN noise] in trainer_gan.cpp).
+    std::unique_ptr<Generator> noise;
     Tensor fixed_z;                    // the grid's noise batch, the same on every rank
     std::string description;
   } gan_;
   void setup_gan();
   // Rank 0: the grid of G(fixed_z), G in eval mode; returns the path written.
   std::string write_samples(int64_t step);
+  // Rank 0: gan.export_n samples of G (eval mode) as an image-only HDF5 file, written
+  // atomically; returns the path written.
+  std::string export_samples();
+  // The dcgan counterparts of save() and load() (docs/CHECKPOINTS.md, "dcgan").
+  void save_gan(int64_t step, data::Position pos);
+  void load_gan(const std::string& path, int64_t step);
   TrainSummary run_gan();
+
+  // Shared checkpoint steps (trainer_common.cpp), for recipes other than the classifier.
+  // Collective: rank 0 picks the checkpoint of cfg.resume (Note [Resume agreement]) and
+  // broadcasts its step; returns it with the path this rank reads, or -1 when there is
+  // none (--resume auto on an empty directory: start fresh).
+  int64_t choose_checkpoint(std::string& path);
+  // Rank 0 only: writes `c` (ckpt::write, with the test crash hook), prunes, prints the
+  // checkpoint line and its metrics record; sets last_checkpoint. Throws on failure (the
+  // caller agrees on the outcome with check_all_ok).
+  void commit_checkpoint(const ckpt::Contents& c);
 
   ~Impl() {
     if (metrics) std::fclose(metrics);
