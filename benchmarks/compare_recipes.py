@@ -38,6 +38,7 @@ import tomllib
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIGS = {"seq2seq": "configs/seq2seq_en_de.toml", "dcgan": "configs/dcgan_fashion_mnist.toml"}
 UNIT = {"seq2seq": "tokens_per_s", "dcgan": "images_per_s"}
+OPENMP_BLAS = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
 SHORT = {"seq2seq": "tok/s", "dcgan": "img/s"}
 
 
@@ -208,6 +209,18 @@ class Runner:
         self.dir = os.path.join(a.out, f"{mode}_{recipe}")
         os.makedirs(self.dir, exist_ok=True)
         self.env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads))
+        # Both on OpenBLAS's OpenMP build, which dtrain links (Note [One thread pool] in
+        # cmake/DtrainDependencies.cmake): Debian's torch takes the system OpenBLAS, by
+        # default the pthread build, whose threads fight OpenMP's spinning workers.
+        self.torch_env = dict(self.env)
+        if a.torch_blas == "openmp":
+            if not os.path.exists(os.path.join(OPENMP_BLAS, "libopenblas.so.0")):
+                fail(f"{OPENMP_BLAS} has no libopenblas.so.0: apt-get install libopenblas0-openmp, "
+                     "or pass --torch-blas system")
+            self.torch_env["LD_LIBRARY_PATH"] = ":".join(
+                x for x in (OPENMP_BLAS, os.environ.get("LD_LIBRARY_PATH", "")) if x)
+        print(f"PyTorch's BLAS: {'OpenBLAS OpenMP build' if a.torch_blas == 'openmp' else 'the system default'}",
+              flush=True)
 
     def path(self, name):
         return os.path.join(self.dir, name)
@@ -227,7 +240,7 @@ class Runner:
         cmd = [self.a.python, script] + self.torch_base + ["--steps", str(steps), "--threads", str(self.a.threads),
                                                            "--warmup", str(self.a.warmup)] + extra
         log = self.path(f"pytorch_{tag}.log")
-        text, seconds = run_logged(cmd, log, self.env)
+        text, seconds = run_logged(cmd, log, self.torch_env)
         return last_json(text, "the PyTorch reference", log), seconds
 
 
@@ -377,6 +390,8 @@ def main():
     common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override applied to both implementations (repeatable)")
     common.add_argument("--threads", type=int, default=2, help="CPU threads of each process")
+    common.add_argument("--torch-blas", choices=["openmp", "system"], default="openmp",
+                        help="OpenBLAS build PyTorch runs on: openmp (the one dtrain links) or the system default")
     common.add_argument("--warmup", type=int, default=5, help="steps left out of the throughput")
     common.add_argument("--out", default=os.path.join("runs", "compare_recipes"), help="output folder")
     sub = p.add_subparsers(dest="mode", required=True)

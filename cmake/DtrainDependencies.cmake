@@ -17,6 +17,28 @@ if(NOT BLAS_FOUND)
   unset(BLA_VENDOR)
   find_package(BLAS REQUIRED)
 endif()
+# Note [One thread pool]: Debian's default OpenBLAS runs its own pthreads, while the
+# kernels and oneDNN run on OpenMP's. On a node where the ranks' threads fill the cores,
+# OpenMP's workers spin after each parallel region on the cores OpenBLAS's threads need,
+# and a 2-thread seq2seq step ran 4-5x slower than a 1-thread one (PyTorch, also built
+# on it, likewise). OpenBLAS's OpenMP build (libopenblas0-openmp) shares OpenMP's pool, so
+# prefer it: link it by path and put its folder on the run path, since its soname is the
+# same as the pthread build's (which the system alternative points to).
+option(DTRAIN_OPENMP_BLAS "Prefer OpenBLAS's OpenMP build (libopenblas0-openmp) when installed" ON)
+if(DTRAIN_OPENMP_BLAS AND BLAS_FOUND)
+  find_file(DTRAIN_OPENBLAS_OPENMP libopenblas.so.0
+    PATHS /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp /usr/lib/openblas-openmp NO_DEFAULT_PATH)
+  if(DTRAIN_OPENBLAS_OPENMP)
+    get_filename_component(_openblas_omp_dir ${DTRAIN_OPENBLAS_OPENMP} DIRECTORY)
+    set(BLAS_LIBRARIES ${DTRAIN_OPENBLAS_OPENMP})
+    list(APPEND CMAKE_BUILD_RPATH ${_openblas_omp_dir})
+    list(APPEND CMAKE_INSTALL_RPATH ${_openblas_omp_dir})
+    message(STATUS "BLAS: OpenBLAS, OpenMP build (${DTRAIN_OPENBLAS_OPENMP})")
+  else()
+    message(STATUS "BLAS: ${BLAS_LIBRARIES} (install libopenblas0-openmp for OpenBLAS's OpenMP build: "
+                   "Note [One thread pool] in cmake/DtrainDependencies.cmake)")
+  endif()
+endif()
 find_path(CBLAS_INCLUDE_DIR cblas.h
   PATHS /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas /usr/include
   REQUIRED)

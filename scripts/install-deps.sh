@@ -12,7 +12,7 @@ packages=(
   libhdf5-dev hdf5-tools
   libboost-dev libboost-system-dev
   libgtest-dev libgmock-dev
-  libopenblas-dev libdnnl-dev libpng-dev zlib1g-dev libtomlplusplus-dev
+  libopenblas-dev libopenblas0-openmp libdnnl-dev libpng-dev zlib1g-dev libtomlplusplus-dev
   dataset-fashion-mnist dict-freedict-eng-deu
   python3-torch python3-torchvision python3-h5py python3-numpy
   # Slurm for `dtrain submit` and the slurm test (scripts/slurm/local-cluster.sh): the
