@@ -39,11 +39,17 @@ def main():
     if not os.path.exists(a.bench):
         sys.exit(f"compare_small_vgg: {a.bench} not found; build dtrain first (bash scripts/build.sh)")
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads))
+    # PyTorch on the OpenBLAS build dtrain links (Note [One thread pool] in
+    # cmake/DtrainDependencies.cmake), when installed.
+    torch_env = dict(env)
+    openmp_blas = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+    if os.path.exists(os.path.join(openmp_blas, "libopenblas.so.0")):
+        torch_env["LD_LIBRARY_PATH"] = ":".join(x for x in (openmp_blas, os.environ.get("LD_LIBRARY_PATH", "")) if x)
     common = ["--threads", str(a.threads), "--steps", str(a.steps), "--warmup", str(a.warmup)]
     ours, theirs = [], []
     for r in range(a.rounds):
         d = run([a.bench] + common, env)
-        t = run([sys.executable, os.path.join(HERE, "small_vgg_torch.py")] + common, env)
+        t = run([sys.executable, os.path.join(HERE, "small_vgg_torch.py")] + common, torch_env)
         ours += d["images_per_s"]
         theirs += t["images_per_s"]
         print(f"round {r + 1}/{a.rounds}: dtrain {statistics.median(d['images_per_s']):8.1f} img/s   "
