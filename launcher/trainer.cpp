@@ -280,7 +280,6 @@ void Trainer::Impl::save(int64_t step, data::Position pos) {
   std::exception_ptr error;
   if (rank0()) {
     try {
-      const auto t0 = Clock::now();
       ckpt::Contents c;
       c.model = params;
       c.model.insert(c.model.end(), buffers.begin(), buffers.end());
@@ -303,27 +302,7 @@ void Trainer::Impl::save(int64_t step, data::Position pos) {
       t.schedule_step = step;
       t.config = canonical(cfg);
       t.build = build_id();
-      ckpt::StageHook hook;
-      if (knobs.crash_in_ckpt_step == step) {
-        hook = [this](const std::string& stage) {
-          if (stage == knobs.crash_in_ckpt_stage) {
-            std::fflush(stdout);
-            std::raise(SIGKILL);
-          }
-        };
-      }
-      last_checkpoint = ckpt::write(cfg.checkpoint_dir, c, hook);
-      const double write_s = seconds_since(t0);
-      std::vector<std::string> removed = ckpt::prune(cfg.checkpoint_dir, cfg.checkpoint_keep_last);
-      std::error_code ec;
-      const double mib = static_cast<double>(std::filesystem::file_size(last_checkpoint, ec)) / (1 << 20);
-      std::printf("checkpoint step %lld: %s (%.1f MiB in %.2f s%s)\n", static_cast<long long>(step),
-                  last_checkpoint.c_str(), mib, write_s,
-                  removed.empty() ? "" : (", " + std::to_string(removed.size()) + " old files removed").c_str());
-      std::fflush(stdout);
-      write_metrics("{\"kind\":\"checkpoint\",\"step\":" + std::to_string(step) + ",\"path\":" +
-                    json_string(last_checkpoint) + ",\"mib\":" + json_number(mib) + ",\"write_s\":" +
-                    json_number(write_s) + "}");
+      commit_checkpoint(c);
     } catch (...) {
       error = std::current_exception();
     }
@@ -337,38 +316,10 @@ void Trainer::Impl::save(int64_t step, data::Position pos) {
 // checkpoint directory must be on a filesystem all ranks see). Failures on any rank are
 // agreed through check_all_ok, so no rank trains on while another stops.
 void Trainer::Impl::resume() {
-  std::exception_ptr error;
-  int64_t step = -1;
   std::string path;
-  if (rank0()) {
-    try {
-      if (cfg.resume == "auto") {
-        auto found = ckpt::find_latest(cfg.checkpoint_dir, log);
-        if (found) {
-          step = found->first;
-          path = found->second;
-        } else {
-          std::printf("resume: no complete checkpoint in %s; starting from step 0\n", cfg.checkpoint_dir.c_str());
-        }
-      } else {
-        ckpt::verify(cfg.resume);
-        step = io::H5File::open_read(cfg.resume).get_attribute<int64_t>("/trainer", "step");
-        path = cfg.resume;
-      }
-    } catch (...) {
-      error = std::current_exception();
-    }
-  }
-  world.check_all_ok(error, "choosing the checkpoint to resume from");
-  Tensor chosen = Tensor::from_vector<int64_t>({step}, {1});
-  world.control().broadcast(chosen, 0)->wait();
-  step = chosen.to_vector<int64_t>()[0];
+  const int64_t step = choose_checkpoint(path);
   if (step < 0) return;
-  if (!rank0()) {
-    path = cfg.resume == "auto" ? (std::filesystem::path(cfg.checkpoint_dir) / ckpt::file_name(step)).string()
-                                : cfg.resume;
-  }
-  error = nullptr;
+  std::exception_ptr error;
   try {
     load(path, step);
   } catch (...) {
@@ -508,7 +459,10 @@ TrainSummary Trainer::run() {
                   100 * e.bleu_precisions[3]);
       std::fflush(stdout);
       std::string shown = "[";
-      for (size_t i = 0; i < e.translations.size(); ++i) shown += (i ? "," : "") + json_string(e.translations[i]);
+      for (size_t i = 0; i < e.translations.size(); ++i) {
+        if (i > 0) shown += ',';
+        shown += json_string(e.translations[i]);
+      }
       m.write_metrics("{\"kind\":\"eval\",\"step\":" + std::to_string(step) + ",\"epoch\":" + json_number(epoch) +
                       ",\"test_loss\":" + json_number(e.loss) + ",\"token_accuracy\":" + json_number(e.accuracy) +
                       ",\"bleu\":" + json_number(100 * e.bleu) + ",\"test_tokens\":" + std::to_string(e.tokens) +
@@ -547,7 +501,6 @@ TrainSummary Trainer::run() {
     const double wait0 = m.train->wait_seconds();
     const int64_t epoch_before = position.epoch;
     int64_t samples = 0;  // seq2seq: target tokens
-    double seq_losses = 0;
     losses.clear();
     m.optimizer->zero_grad();
     for (int64_t i = 0; i < accum; ++i) {
@@ -564,36 +517,29 @@ TrainSummary Trainer::run() {
       m.reducer->set_sync(i == accum - 1);
       autograd::Tape tape;
       Tensor loss, objective;
-      if (m.seq) {
-        double loss_sum = 0, tokens = 0;
-        {
-          autograd::GradRecorder rec(tape);
-          objective = m.seq2seq_objective(b, accum, loss_sum, tokens);
-        }
-        tape.backward(objective);
-        seq_losses += loss_sum;
-        samples += static_cast<int64_t>(tokens);
-        ++consumed;
-        continue;
-      }
+      int64_t units = b.size;  // seq2seq: target tokens
       {
         autograd::GradRecorder rec(tape);
-        Tensor logits = m.model.module->forward(m.normalize(b.images, m.train_affine, m.train_schema));
-        loss = fn::softmax_cross_entropy(logits, b.labels);
-        // Each micro-batch's mean loss weighs 1/accum: the step's gradient is the mean
-        // over all its samples, as one batch of accum x batch_size would give.
-        objective = accum > 1 ? fn::scale(loss, 1.0 / static_cast<double>(accum)) : loss;
+        if (m.seq) {
+          objective = m.seq2seq_objective(b, accum, loss, units);
+        } else {
+          Tensor logits = m.model.module->forward(m.normalize(b.images, m.train_affine, m.train_schema));
+          loss = fn::softmax_cross_entropy(logits, b.labels);
+          // Each micro-batch's mean loss weighs 1/accum: the step's gradient is the mean
+          // over all its samples, as one batch of accum x batch_size would give.
+          objective = accum > 1 ? fn::scale(loss, 1.0 / static_cast<double>(accum)) : loss;
+        }
       }
       tape.backward(objective);
-      losses.emplace_back(loss.detach(), b.size);
-      samples += b.size;
+      losses.emplace_back(loss.detach(), units);
+      samples += units;
       ++consumed;
     }
     m.reducer->finalize();
     const double lr = m.schedule->lr_at(step);
     m.optimizer->set_lr(lr);
     m.optimizer->step();
-    double loss_sum = seq_losses;
+    double loss_sum = 0;
     for (const auto& [l, n] : losses) loss_sum += l.item<float>() * static_cast<double>(n);
     ++step;
 

@@ -227,9 +227,10 @@ struct Trainer::Impl {
   models::Seq2Seq* seq_model = nullptr;  // model.module
   data::PairSchema train_pairs, test_pairs;
   void setup_seq2seq(const data::LoaderConfig& lc);
-  // The micro-batch's objective (Note [Seq2seq loss over the global batch]); sets this
-  // rank's token-loss sum and token count. Collective when the world has several ranks.
-  Tensor seq2seq_objective(const data::Batch& b, int64_t accum, double& loss_sum, double& tokens);
+  // The micro-batch's objective (Note [Seq2seq loss over the global batch]); sets the
+  // mean loss over this rank's target tokens and their count. Collective when the world
+  // has several ranks.
+  Tensor seq2seq_objective(const data::Batch& b, int64_t accum, Tensor& mean, int64_t& tokens);
   Eval evaluate_seq2seq();
   std::string pair_dataset_manifest() const;
   void write_metrics(const std::string& line) {

@@ -115,7 +115,7 @@ void Trainer::Impl::setup_seq2seq(const data::LoaderConfig& lc) {
   model = {net, desc.str()};
 }
 
-Tensor Trainer::Impl::seq2seq_objective(const data::Batch& b, int64_t accum, double& loss_sum, double& tokens) {
+Tensor Trainer::Impl::seq2seq_objective(const data::Batch& b, int64_t accum, Tensor& mean, int64_t& tokens) {
   SeqBatch s = prepare(b, world.device());
   // The global token count of this micro-batch (Note [Seq2seq loss over the global batch]).
   double global_tokens = static_cast<double>(s.tokens);
@@ -126,10 +126,9 @@ Tensor Trainer::Impl::seq2seq_objective(const data::Batch& b, int64_t accum, dou
   }
   // Every target holds at least </s>, so each rank's share has tokens.
   DT_CHECK(s.tokens > 0, "a training batch of ", s.size, " pairs without target tokens");
-  Tensor mean = seq_model->loss(seq_model->forward_teacher(s.src, s.src_len, s.tgt_in), s.tgt_out);
+  mean = seq_model->loss(seq_model->forward_teacher(s.src, s.src_len, s.tgt_in), s.tgt_out);
   const double weight = static_cast<double>(s.tokens) * world.size() / global_tokens / static_cast<double>(accum);
-  loss_sum = static_cast<double>(mean.detach().item<float>()) * static_cast<double>(s.tokens);
-  tokens = static_cast<double>(s.tokens);
+  tokens = s.tokens;
   return fn::scale(mean, weight);
 }
 
