@@ -1,17 +1,31 @@
 // `dtrain score`: see score.h.
 #include "launcher/score.h"
 
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include <thread>
+
+#include "core/autograd.h"
+#include "core/checkpoint.h"
+#include "core/functional.h"
+#include "core/io/h5.h"
+#include "datasets/loader.h"
 #include "datasets/schema.h"
 #include "launcher/args.h"
-#include "launcher/config.h"
-#include "launcher/trainer_internal.h"
+#include "launcher/train/config.h"
+#include "launcher/train/common.h"
+#include "launcher/train/registry.h"
+#include "ops/cpu_threads.h"
 
 namespace dtrain::score_cli {
 
 namespace {
 
-using launcher::detail::json_number;
-using launcher::detail::json_string;
+using launcher::json_number;
+using launcher::json_string;
 
 constexpr const char* kEpilog =
     "For each FILE (an HDF5 image file, docs/DATASETS.md; labels optional) it prints the number\n"
@@ -37,7 +51,7 @@ struct Classifier {
   std::vector<std::string> class_names;  // size `classes`
   bool tanh_inputs = false;
   int64_t step = 0;
-  launcher::detail::BuiltModel model;
+  models::BuiltClassifier model;
 };
 
 Classifier load_classifier(const std::string& path, const std::string& data_override) {
@@ -48,7 +62,8 @@ Classifier load_classifier(const std::string& path, const std::string& data_over
   k.step = c.trainer.step;
   k.cfg = launcher::parse_config(c.trainer.config, "the config stored in " + path);
   const std::string& name = k.cfg.model.name;
-  DT_CHECK_AS(name != "dcgan" && name != "seq2seq", ConfigError, "dtrain score: --classifier ", path, " is a ", name,
+  const launcher::RecipeEntry* recipe = launcher::find_recipe(name);
+  DT_CHECK_AS(recipe != nullptr && std::string(recipe->name) == "classifier", ConfigError, "dtrain score: --classifier ", path, " is a ", name,
               " checkpoint; it needs a checkpoint of the classifier recipe (model.name mlp, small_cnn, small_vgg, "
               "vgg16_cifar or vgg16)");
   const std::string data_path = data_override.empty() ? k.cfg.data.train : data_override;
@@ -66,8 +81,8 @@ Classifier load_classifier(const std::string& path, const std::string& data_over
     k.class_names.push_back(y < k.train.num_classes() ? k.train.classes[static_cast<size_t>(y)] : std::to_string(y));
   }
   k.tanh_inputs = k.cfg.data.normalize == "tanh";  // "auto" is meanstd for a classifier
-  k.model = launcher::detail::build_model(k.cfg.model, k.train.channels, k.train.height, k.train.width, k.classes,
-                                          static_cast<uint64_t>(k.cfg.seed), 0);
+  k.model = models::make_image_classifier(launcher::classifier_spec(k.cfg.model), k.train.channels, k.train.height,
+                                          k.train.width, k.classes, static_cast<uint64_t>(k.cfg.seed), 0);
   nn::NamedTensors state = k.model.module->named_parameters();
   for (const auto& b : k.model.module->named_buffers()) state.push_back(b);
   try {

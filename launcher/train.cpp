@@ -7,11 +7,11 @@
 
 #include "core/error.h"
 #include "launcher/args.h"
-#include "launcher/config.h"
-#include "launcher/signals.h"
+#include "launcher/train/config.h"
+#include "launcher/train/signals.h"
 #include "launcher/slurm.h"
-#include "launcher/trainer.h"
-#include "launcher/world.h"
+#include "launcher/train/loop.h"
+#include "launcher/train/world.h"
 
 namespace dtrain::train_cli {
 
@@ -101,14 +101,14 @@ int run(const std::vector<std::string>& args) {
   // From here on SIGTERM/SIGUSR1 only request a stop at the next step boundary.
   signals::install_stop_handlers();
   launcher::World world(config.device);
-  launcher::Trainer trainer(config, world);  // collective set-up: a failure stops every rank
+  launcher::TrainLoop trainer(config, world);  // collective set-up: a failure stops every rank
   // SIGUSR1 is what `dtrain submit` asks Slurm to send before the time limit: stop and
   // requeue. SIGTERM (scancel, shutdown, preemption, which requeues by itself where the
   // cluster is set up so) stops with a checkpoint but does not requeue.
   trainer.set_stop_request([] {
-    if (!signals::stop_requested()) return static_cast<int>(launcher::Trainer::kNoStop);
-    return static_cast<int>(signals::stop_signal() == SIGUSR1 ? launcher::Trainer::kStopAndRequeue
-                                                               : launcher::Trainer::kStop);
+    if (!signals::stop_requested()) return static_cast<int>(launcher::TrainLoop::kNoStop);
+    return static_cast<int>(signals::stop_signal() == SIGUSR1 ? launcher::TrainLoop::kStopAndRequeue
+                                                               : launcher::TrainLoop::kStop);
   });
   trainer.preflight();                       // collective agreement: a mismatch stops every rank
   launcher::TrainSummary summary;
@@ -126,7 +126,7 @@ int run(const std::vector<std::string>& args) {
   if (world.rank() == 0) {
     Logger log(world.rank(), world.size());
     if (!summary.checkpoint.empty() && std::getenv("SLURM_JOB_ID") != nullptr &&
-        summary.stop_kind == launcher::Trainer::kStopAndRequeue) {
+        summary.stop_kind == launcher::TrainLoop::kStopAndRequeue) {
       slurm::requeue_current_job(log);
     } else if (!summary.checkpoint.empty() && std::getenv("SLURM_JOB_ID") != nullptr) {
       std::printf("stopped by SIGTERM in Slurm job %s; checkpoint %s; not requeued (only SIGUSR1, the time-limit "

@@ -1,7 +1,7 @@
 // Golden test against PyTorch for one DCGAN training step: a tiny float64 generator and
 // discriminator (core/models/dcgan.h; z_dim 4, 1 channel, g_channels = d_channels = 4,
 // batch 4) with the parameters, real batch and noise of tests/fixtures/golden_dcgan.h5
-// must, through one dist::GanStep (distributed/gan.h) with Adam(lr 2e-4, betas (0.5,
+// must, through one launcher::GanStep (launcher/train/recipes/gan_step.h) with Adam(lr 2e-4, betas (0.5,
 // 0.999)) for both networks, reproduce PyTorch's loss_d and loss_g, the discriminator
 // step's and the generator step's gradients, both networks' parameters after the step
 // and (with batch norm) the running statistics. Two variants: 28x28 with batch norm and
@@ -19,7 +19,7 @@
 #include "core/io/h5.h"
 #include "core/models/dcgan.h"
 #include "core/optim/optimizer.h"
-#include "distributed/gan.h"
+#include "launcher/train/recipes/gan_step.h"
 #include "tests/support/golden.h"
 #include "tests/support/paths.h"
 
@@ -104,10 +104,10 @@ TEST_P(GoldenDcgan, OneGanStepMatchesPyTorch) {
   optim::Adam opt_g(g->named_parameters(), adam);
   optim::Adam opt_d(d->named_parameters(), adam);
   Generator noise(1);  // unused: the step gets the fixture's noise
-  dist::GanStep step(*g, *d, opt_g, opt_d, nullptr, nullptr, noise, {.z_dim = config.z_dim});
+  launcher::GanStep step(*g, *d, opt_g, opt_d, nullptr, nullptr, noise, {.z_dim = config.z_dim});
   const Tensor real = f.read_as(v + "/real", DType::F64).to(device_);
   const Tensor z = f.read_as(v + "/z", DType::F64).to(device_);
-  dist::GanStepResult r = step.step(real, z);
+  launcher::GanStepResult r = step.step(real, z);
 
   EXPECT_TRUE(tensors_close("loss_d", Tensor::from_vector<double>({r.loss_d}, {}),
                             f.read_as(v + "/loss_d", DType::F64), kTol));

@@ -1,5 +1,5 @@
 // The training configuration: see config.h.
-#include "launcher/config.h"
+#include "launcher/train/config.h"
 
 #include <cerrno>
 #include <charconv>

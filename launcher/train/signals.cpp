@@ -1,5 +1,5 @@
 // Stop requests from signals: see signals.h.
-#include "launcher/signals.h"
+#include "launcher/train/signals.h"
 
 #include <csignal>
 #include <cstring>

@@ -1,4 +1,4 @@
-// GanStep (distributed/gan.h): the losses of a tiny DCGAN move as expected on a tiny
+// GanStep (launcher/train/recipes/gan_step.h): the losses of a tiny DCGAN move as expected on a tiny
 // set; the generator step leaves the discriminator alone and issues no collective on
 // its reducer; 2 ranks at batch B match 1 rank at batch 2B.
 #include <gtest/gtest.h>
@@ -9,12 +9,16 @@
 #include <vector>
 
 #include "core/models/dcgan.h"
-#include "distributed/gan.h"
+#include "launcher/train/recipes/gan_step.h"
 #include "tests/distributed/cases.h"
 #include "tests/distributed/threads_runner.h"
 
 namespace dtrain::dist {
 namespace {
+
+using launcher::GanStep;
+using launcher::GanStepOptions;
+using launcher::GanStepResult;
 
 using models::DcganConfig;
 using testing::run_ranks;

@@ -1,5 +1,5 @@
 // World set-up: see world.h.
-#include "launcher/world.h"
+#include "launcher/train/world.h"
 
 #include <mpi.h>
 #include <unistd.h>

@@ -1,11 +1,12 @@
-#include "distributed/gan.h"
+// One GAN step: see gan_step.h.
+#include "launcher/train/recipes/gan_step.h"
 
 #include <vector>
 
 #include "core/autograd.h"
 #include "core/functional.h"
 
-namespace dtrain::dist {
+namespace dtrain::launcher {
 
 namespace {
 
@@ -39,7 +40,7 @@ double value(const Tensor& t) { return t.detach().to(DType::F64).item<double>();
 }  // namespace
 
 GanStep::GanStep(nn::Module& generator, nn::Module& discriminator, optim::Optimizer& opt_g,
-                 optim::Optimizer& opt_d, Reducer* reducer_g, Reducer* reducer_d, Generator& noise_rng,
+                 optim::Optimizer& opt_d, dist::Reducer* reducer_g, dist::Reducer* reducer_d, Generator& noise_rng,
                  GanStepOptions options)
     : g_(generator),
       d_(discriminator),
@@ -130,4 +131,4 @@ GanStepResult GanStep::step(const Tensor& real, const Tensor& z) {
   return result;
 }
 
-}  // namespace dtrain::dist
+}  // namespace dtrain::launcher

@@ -35,7 +35,7 @@
 #include "core/rng.h"
 #include "distributed/reducer.h"
 
-namespace dtrain::dist {
+namespace dtrain::launcher {
 
 struct GanStepResult {
   double loss_d = 0;         // bce(D(real), 1) + bce(D(fake), 0), this rank's batch
@@ -59,7 +59,7 @@ class GanStep {
   // generator's and the discriminator's parameters. The networks, optimizers, reducers
   // and noise generator must outlive the GanStep.
   GanStep(nn::Module& generator, nn::Module& discriminator, optim::Optimizer& opt_g, optim::Optimizer& opt_d,
-          Reducer* reducer_g, Reducer* reducer_d, Generator& noise_rng, GanStepOptions options = {});
+          dist::Reducer* reducer_g, dist::Reducer* reducer_d, Generator& noise_rng, GanStepOptions options = {});
 
   // real (N, C, H, W) images in [-1, 1]; draws z (N, z_dim, 1, 1) from noise_rng on real's
   // device and dtype.
@@ -74,10 +74,10 @@ class GanStep {
   nn::Module& d_;
   optim::Optimizer& opt_g_;
   optim::Optimizer& opt_d_;
-  Reducer* reducer_g_;
-  Reducer* reducer_d_;
+  dist::Reducer* reducer_g_;
+  dist::Reducer* reducer_d_;
   Generator& noise_rng_;
   GanStepOptions options_;
 };
 
-}  // namespace dtrain::dist
+}  // namespace dtrain::launcher

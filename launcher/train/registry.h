@@ -1,0 +1,28 @@
+#pragma once
+// The recipes `dtrain train` knows, in one table (registry.cpp): model.name selects the
+// recipe whose entry lists it. Adding a recipe is one file (launcher/train/recipes/) and
+// one line in that table.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "launcher/train/config.h"
+#include "launcher/train/recipe.h"
+
+namespace dtrain::launcher {
+
+struct RecipeEntry {
+  const char* name;                      // "classifier"
+  std::vector<std::string> model_names;  // the model.name values it trains
+  std::unique_ptr<Recipe> (*make)(const Config& cfg);
+};
+
+const std::vector<RecipeEntry>& recipe_table();
+// The entry whose model_names hold `model_name`; null for none.
+const RecipeEntry* find_recipe(const std::string& model_name);
+// Every model.name any recipe trains, in table order.
+std::vector<std::string> model_names();
+// The recipe for cfg.model.name; ConfigError when no recipe trains it.
+std::unique_ptr<Recipe> make_recipe(const Config& cfg);
+
+}  // namespace dtrain::launcher
