@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
+#include "core/tensor.h"
 
 namespace dtrain::launcher {
 
@@ -52,6 +53,14 @@ World::World(const std::string& device_kind) {
     if (owns_mpi_ && !finalized) MPI_Finalize();
     throw;
   }
+}
+
+World::World(std::unique_ptr<dist::ProcessGroup> group, std::unique_ptr<dist::ProcessGroup> control, Device device)
+    : rank_(group->rank()), size_(group->size()), local_rank_(group->rank()), local_size_(group->size()),
+      thread_level_(MPI_THREAD_FUNNELED), host_("localhost"), device_(device), group_(std::move(group)),
+      control_(std::move(control)) {
+  DT_CHECK(control_->rank() == rank_ && control_->size() == size_, "World: the control group is rank ",
+           control_->rank(), " of ", control_->size(), ", the gradient group rank ", rank_, " of ", size_);
 }
 
 void World::init(const std::string& device_kind) {
@@ -154,12 +163,15 @@ std::string World::thread_level() const {
 }
 
 void World::check_all_ok(std::exception_ptr error, const std::string& phase) {
-  int mine = error ? 0 : 1;
-  std::vector<int> all(size_);
-  WORLD_MPI(MPI_Allgather(&mine, 1, MPI_INT, all.data(), 1, MPI_INT, MPI_COMM_WORLD));
+  // Over the control group (MPI_COMM_WORLD's duplicate under MPI), so that a world of
+  // threads agrees the same way.
+  Tensor mine = Tensor::from_vector<int64_t>({error ? 0 : 1}, {1});
+  Tensor all = Tensor::zeros({static_cast<int64_t>(size_)}, DType::I64);
+  control_->all_gather(mine, all)->wait();
+  const std::vector<int64_t> ok = all.to_vector<int64_t>();
   std::vector<int> failed;
   for (int r = 0; r < size_; ++r) {
-    if (!all[r]) failed.push_back(r);
+    if (!ok[static_cast<size_t>(r)]) failed.push_back(r);
   }
   if (failed.empty()) return;
   if (error) std::rethrow_exception(error);
@@ -170,8 +182,10 @@ void World::check_all_ok(std::exception_ptr error, const std::string& phase) {
 void World::abort(int code) {
   std::fflush(stdout);
   std::fflush(stderr);
-  MPI_Abort(MPI_COMM_WORLD, code);
-  _exit(code);  // MPI_Abort does not return; this only satisfies [[noreturn]]
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (initialized) MPI_Abort(MPI_COMM_WORLD, code);
+  _exit(code);  // MPI_Abort does not return; a world without MPI ends here
 }
 
 }  // namespace dtrain::launcher

@@ -31,6 +31,12 @@ class World {
  public:
   // `device_kind`: "cpu" or "cuda".
   explicit World(const std::string& device_kind);
+  // A world over process groups made elsewhere, without MPI: rank `group.rank()` of
+  // `group.size()`, every rank on one host (local rank = rank). Tests run the training
+  // loop in process this way, with threads as ranks (dist::make_thread_groups, one set
+  // for `group` and another for `control`).
+  World(std::unique_ptr<dist::ProcessGroup> group, std::unique_ptr<dist::ProcessGroup> control,
+        Device device = Device::cpu());
   ~World();
   World(const World&) = delete;
   World& operator=(const World&) = delete;
@@ -53,7 +59,7 @@ class World {
   // the ranks that failed. `phase` names the phase in that message ("set-up").
   void check_all_ok(std::exception_ptr error, const std::string& phase);
 
-  // Ends the whole job at once (MPI_Abort) with `code`: for an error on one rank in the
+  // Ends the whole job at once (MPI_Abort; without MPI, _exit) with `code`: for an error on one rank in the
   // middle of training, when the other ranks may be waiting in a collective that this
   // rank will never join. Never returns.
   [[noreturn]] void abort(int code);
