@@ -71,7 +71,7 @@ int run(const std::vector<std::string>& args) {
   p.add_option("keep-last", "K", "keep the K newest complete checkpoints (sets checkpoint.keep_last; 0 = all)");
   p.add_option("resume", "auto|PATH",
                "continue from the newest good checkpoint in checkpoint.dir (auto), or from PATH");
-  p.set_epilog(std::string("config keys (KEY = default):\n") + launcher::keys_help() + "\n" + kEpilog);
+  p.set_epilog(std::string("config keys (KEY = default), first those of every recipe:\n") + launcher::keys_help() + "\n" + kEpilog);
   std::vector<std::string> rest;
   std::vector<std::string> sets = take_sets(args, rest);
   p.parse(rest);

@@ -13,12 +13,44 @@
 #include <toml++/toml.h>
 
 #include "core/error.h"
+#include "launcher/train/config_keys.h"
+#include "launcher/train/registry.h"
 
 namespace dtrain::launcher {
 
+void ConfigCheck::fail(const std::string& key, const std::string& what) const {
+  auto it = origin_.find(key);
+  std::string where = it != origin_.end() ? it->second : "the default";
+  DT_THROW(ConfigError, where, ": ", key, " ", what);
+}
+
+void ConfigCheck::one_of(const std::string& key, const std::string& v,
+                         std::initializer_list<const char*> allowed) const {
+  std::string list;
+  for (const char* a : allowed) {
+    if (v == a) return;
+    list += (list.empty() ? "" : ", ") + std::string(a);
+  }
+  fail(key, "must be one of " + list + "; got '" + v + "'");
+}
+
+void ConfigCheck::optimizer(const std::string& t, const OptimizerConfig& o) const {
+  one_of(t + ".name", o.name, {"sgd", "adam", "adamw"});
+  if (!(o.lr > 0)) fail(t + ".lr", "must be > 0");
+  if (!(o.momentum >= 0)) fail(t + ".momentum", "must be >= 0");
+  if (o.nesterov && !(o.momentum > 0)) fail(t + ".nesterov", "needs " + t + ".momentum > 0");
+  if (!(o.weight_decay >= 0)) fail(t + ".weight_decay", "must be >= 0");
+  if (o.betas.size() != 2 || !(o.betas[0] >= 0 && o.betas[0] < 1) || !(o.betas[1] >= 0 && o.betas[1] < 1)) {
+    fail(t + ".betas", "must be two numbers in [0, 1), e.g. [" + std::string(t == "optimizer" ? "0.9" : "0.5") +
+                           ", 0.999]");
+  }
+  if (!(o.eps > 0)) fail(t + ".eps", "must be > 0");
+}
+
 namespace {
 
-enum class Type { Int, Float, Bool, String, FloatList };
+using Type = KeyType;
+using Key = ConfigKey;
 
 const char* type_name(Type t) {
   switch (t) {
@@ -43,41 +75,21 @@ const char* node_type_name(const toml::node& v) {
   }
 }
 
-struct Key {
-  const char* name;  // dotted: "optimizer.lr"
-  Type type;
-  const char* help;
-  std::function<void*(Config&)> ref;  // the member this key sets
-};
-
-#define DT_KEY(name, type, member, help) \
-  Key { name, Type::type, help, [](Config& c) -> void* { return &c.member; } }
+#define DT_KEY DT_CONFIG_KEY
 
 // The one table of keys: parsing, --set, --help and canonical() all read it. The order
 // is the order of --help and of the canonical dump.
+// The keys of every run, then each recipe's own (RecipeEntry::keys).
 const std::vector<Key>& keys() {
-  static const std::vector<Key> table = {
-      DT_KEY("model.name", String, model.name,
-             "mlp | small_cnn | small_vgg | vgg16_cifar | vgg16 | dcgan | seq2seq (docs/TRAINING.md describes each; "
-             "dcgan: docs/GAN.md; seq2seq: docs/SEQ2SEQ.md)"),
-      DT_KEY("model.classes", Int, model.classes, "output classes; 0 = the training file's class count"),
+  static const std::vector<Key> table = [] {
+  std::vector<Key> common = {
+      DT_KEY("model.name", String, model.name, ""),  // help: the recipes' model names, below
       DT_KEY("model.hidden", Int, model.hidden,
              "classifier hidden width, or the seq2seq LSTM width; 0 = the model's default (mlp 256, small_cnn 128, "
              "small_vgg 512, vgg16_cifar 512, vgg16 4096, seq2seq 256)"),
-      DT_KEY("model.dropout", Float, model.dropout, "dropout probability in the VGG classifiers, in [0, 1)"),
       DT_KEY("model.batch_norm", Bool, model.batch_norm,
              "small_cnn, vgg16, vgg16_cifar: BatchNorm2d after each convolution; dcgan: the DCGAN batch norms "
              "(set true for the paper's networks)"),
-      DT_KEY("model.fc_dropout", Float, model.fc_dropout,
-             "mlp, small_cnn: dropout before the last layer, in [0, 1); 0 = none"),
-      DT_KEY("model.z_dim", Int, model.z_dim, "dcgan: noise dimension (nz)"),
-      DT_KEY("model.g_channels", Int, model.g_channels, "dcgan: generator width (ngf)"),
-      DT_KEY("model.d_channels", Int, model.d_channels, "dcgan: discriminator width (ndf)"),
-      DT_KEY("model.emb_dim", Int, model.emb_dim, "seq2seq: embedding width of both vocabularies"),
-      DT_KEY("model.layers", Int, model.layers, "seq2seq: LSTM layers of the encoder and of the decoder"),
-      DT_KEY("model.bidirectional", Bool, model.bidirectional,
-             "seq2seq: bidirectional encoder, hidden / 2 units per direction (model.hidden must be even)"),
-      DT_KEY("model.attention", String, model.attention, "seq2seq: Luong attention scoring, dot | general"),
       DT_KEY("data.train", String, data.train,
              "training file (HDF5 image classification, docs/DATASETS.md); relative paths are "
              "relative to the working directory. Required"),
@@ -101,20 +113,6 @@ const std::vector<Key>& keys() {
              "L2 penalty (sgd, adam) or decoupled decay (adamw)"),
       DT_KEY("optimizer.betas", FloatList, optimizer.betas, "adam, adamw: [beta1, beta2]"),
       DT_KEY("optimizer.eps", Float, optimizer.eps, "adam, adamw: denominator epsilon"),
-      DT_KEY("optimizer_g.name", String, optimizer_g.name, "dcgan generator's optimizer: adam | adamw | sgd"),
-      DT_KEY("optimizer_g.lr", Float, optimizer_g.lr, "dcgan generator's optimizer: learning rate (constant)"),
-      DT_KEY("optimizer_g.momentum", Float, optimizer_g.momentum, "dcgan generator's optimizer: sgd momentum"),
-      DT_KEY("optimizer_g.nesterov", Bool, optimizer_g.nesterov, "dcgan generator's optimizer: sgd Nesterov momentum"),
-      DT_KEY("optimizer_g.weight_decay", Float, optimizer_g.weight_decay, "dcgan generator's optimizer: L2 penalty (sgd, adam) or decoupled decay (adamw)"),
-      DT_KEY("optimizer_g.betas", FloatList, optimizer_g.betas, "dcgan generator's optimizer: adam, adamw [beta1, beta2]"),
-      DT_KEY("optimizer_g.eps", Float, optimizer_g.eps, "dcgan generator's optimizer: adam, adamw denominator epsilon"),
-      DT_KEY("optimizer_d.name", String, optimizer_d.name, "dcgan discriminator's optimizer: adam | adamw | sgd"),
-      DT_KEY("optimizer_d.lr", Float, optimizer_d.lr, "dcgan discriminator's optimizer: learning rate (constant)"),
-      DT_KEY("optimizer_d.momentum", Float, optimizer_d.momentum, "dcgan discriminator's optimizer: sgd momentum"),
-      DT_KEY("optimizer_d.nesterov", Bool, optimizer_d.nesterov, "dcgan discriminator's optimizer: sgd Nesterov momentum"),
-      DT_KEY("optimizer_d.weight_decay", Float, optimizer_d.weight_decay, "dcgan discriminator's optimizer: L2 penalty (sgd, adam) or decoupled decay (adamw)"),
-      DT_KEY("optimizer_d.betas", FloatList, optimizer_d.betas, "dcgan discriminator's optimizer: adam, adamw [beta1, beta2]"),
-      DT_KEY("optimizer_d.eps", Float, optimizer_d.eps, "dcgan discriminator's optimizer: adam, adamw denominator epsilon"),
       DT_KEY("schedule.name", String, schedule.name,
              "constant | step (lr x gamma^(step / step_size)) | cosine (linear warm-up, then half "
              "cosine to min_lr at the last step)"),
@@ -138,20 +136,23 @@ const std::vector<Key>& keys() {
       DT_KEY("checkpoint.keep_last", Int, checkpoint_keep_last,
              "complete checkpoints kept, older ones deleted after a new one is complete (--keep-last); 0 = all"),
       DT_KEY("checkpoint.final", Bool, checkpoint_final, "write a checkpoint after the last step"),
-      DT_KEY("gan.samples", String, gan.samples,
-             "dcgan: PNG written by rank 0 at each evaluation, a grid of G(fixed noise) (\"{step}\" in the name "
-             "is replaced by the step); \"\" = none"),
-      DT_KEY("gan.samples_n", Int, gan.samples_n, "dcgan: images in the grid (the fixed noise batch)"),
-      DT_KEY("gan.noise_seed", Int, gan.noise_seed, "dcgan: seed of the fixed noise batch"),
-      DT_KEY("gan.export", String, gan.export_path,
-             "dcgan: HDF5 image file (docs/DATASETS.md) of gan.export_n samples of G, written by rank 0 after the "
-             "last step, for `dtrain score`; \"\" = none"),
-      DT_KEY("gan.export_n", Int, gan.export_n, "dcgan: samples in gan.export"),
-      DT_KEY("seq2seq.translations", Int, seq2seq.translations,
-             "seq2seq: held-out sentences printed with their greedy translation at each evaluation"),
-      DT_KEY("seq2seq.max_decode_len", Int, seq2seq.max_decode_len,
-             "seq2seq: greedy decoding length limit; 0 = the test file's target length"),
   };
+  std::string names;
+  for (const RecipeEntry& r : recipe_table()) {
+    names += names.empty() ? "" : "; ";
+    for (size_t i = 0; i < r.model_names.size(); ++i) names += (i ? " | " : "") + r.model_names[i];
+    names += std::string(" (") + r.doc + ")";
+  }
+  common[0].help = names;
+  for (const RecipeEntry& r : recipe_table()) {
+    if (!r.keys) continue;
+    for (Key k : r.keys()) {
+      k.recipe = r.name;
+      common.push_back(std::move(k));
+    }
+  }
+  return common;
+  }();
   return table;
 }
 #undef DT_KEY
@@ -330,71 +331,18 @@ void apply_override(Config& c, const std::string& item, std::map<std::string, st
 }
 
 void validate(const Config& c, const std::map<std::string, std::string>& origin) {
-  auto fail = [&](const std::string& key, const std::string& what) {
-    auto it = origin.find(key);
-    std::string where = it != origin.end() ? it->second : "the default";
-    DT_THROW(ConfigError, where, ": ", key, " ", what);
-  };
-  auto one_of = [&](const std::string& key, const std::string& v, std::initializer_list<const char*> allowed) {
-    std::string list;
-    for (const char* a : allowed) {
-      if (v == a) return;
-      list += (list.empty() ? "" : ", ") + std::string(a);
+  const ConfigCheck check(origin);
+  auto fail = [&](const std::string& key, const std::string& what) { check.fail(key, what); };
+  {
+    const RecipeEntry* r = find_recipe(c.model.name);
+    if (r == nullptr) {
+      std::string list;
+      for (const std::string& n : model_names()) list += (list.empty() ? "" : ", ") + n;
+      fail("model.name", "must be one of " + list + "; got '" + c.model.name + "'");
     }
-    fail(key, "must be one of " + list + "; got '" + v + "'");
-  };
-  one_of("model.name", c.model.name, {"mlp", "small_cnn", "small_vgg", "vgg16_cifar", "vgg16", "dcgan", "seq2seq"});
-  one_of("model.attention", c.model.attention, {"dot", "general"});
-  if (c.model.emb_dim < 1) fail("model.emb_dim", "must be >= 1");
-  if (c.model.layers < 1) fail("model.layers", "must be >= 1");
-  if (c.gan.export_n < 1) fail("gan.export_n", "must be >= 1");
-  if (c.seq2seq.translations < 0) fail("seq2seq.translations", "must be >= 0");
-  if (c.seq2seq.max_decode_len < 0) fail("seq2seq.max_decode_len", "must be >= 0 (0: the test file's target length)");
-  if (c.model.name == "seq2seq") {
-    const int64_t hidden = c.model.hidden > 0 ? c.model.hidden : 256;
-    if (c.model.bidirectional && hidden % 2 != 0) {
-      fail("model.hidden", "must be even with model.bidirectional = true (each direction has hidden / 2 units)");
-    }
-    if (c.data.pad_crop != 0 || c.data.hflip) fail("data.augment", "is for images; model.name = seq2seq reads sequence pairs");
   }
-  one_of("data.normalize", c.data.normalize, {"auto", "meanstd", "tanh"});
-  if (c.model.z_dim < 1) fail("model.z_dim", "must be >= 1");
-  if (c.model.g_channels < 1) fail("model.g_channels", "must be >= 1");
-  if (c.model.d_channels < 1) fail("model.d_channels", "must be >= 1");
-  if (c.gan.samples_n < 1) fail("gan.samples_n", "must be >= 1");
-  if (c.gan.noise_seed < 0) fail("gan.noise_seed", "must be >= 0");
-  auto check_optimizer = [&](const std::string& t, const OptimizerConfig& o) {
-    one_of(t + ".name", o.name, {"sgd", "adam", "adamw"});
-    if (!(o.lr > 0)) fail(t + ".lr", "must be > 0");
-    if (!(o.momentum >= 0)) fail(t + ".momentum", "must be >= 0");
-    if (o.nesterov && !(o.momentum > 0)) fail(t + ".nesterov", "needs " + t + ".momentum > 0");
-    if (!(o.weight_decay >= 0)) fail(t + ".weight_decay", "must be >= 0");
-    if (o.betas.size() != 2 || !(o.betas[0] >= 0 && o.betas[0] < 1) || !(o.betas[1] >= 0 && o.betas[1] < 1)) {
-      fail(t + ".betas", "must be two numbers in [0, 1), e.g. [0.5, 0.999]");
-    }
-    if (!(o.eps > 0)) fail(t + ".eps", "must be > 0");
-  };
-  check_optimizer("optimizer_g", c.optimizer_g);
-  check_optimizer("optimizer_d", c.optimizer_d);
-  if (c.model.name == "dcgan") {
-    // The GAN loop (docs/GAN.md) has no test evaluation, gradient accumulation or
-    // schedule: refuse them rather than ignore them.
-    if (!c.data.test.empty()) {
-      fail("data.test", "must be empty for model.name = dcgan (a GAN's evaluation is the sample grid, gan.samples)");
-    }
-    if (c.grad_accum != 1) fail("grad_accum", "must be 1 for model.name = dcgan");
-    if (c.schedule.name != "constant") {
-      fail("schedule.name", "must be constant for model.name = dcgan (the rates are optimizer_g.lr and optimizer_d.lr)");
-    }
-  } else if (!c.gan.samples.empty()) {
-    fail("gan.samples", "is for model.name = dcgan only");
-  } else if (!c.gan.export_path.empty()) {
-    fail("gan.export", "is for model.name = dcgan only");
-  }
-  if (c.model.classes < 0) fail("model.classes", "must be >= 0 (0: from the training file)");
+  check.one_of("data.normalize", c.data.normalize, {"auto", "meanstd", "tanh"});
   if (c.model.hidden < 0) fail("model.hidden", "must be >= 0 (0: the model's default)");
-  if (!(c.model.dropout >= 0 && c.model.dropout < 1)) fail("model.dropout", "must be in [0, 1)");
-  if (!(c.model.fc_dropout >= 0 && c.model.fc_dropout < 1)) fail("model.fc_dropout", "must be in [0, 1)");
   if (c.data.train.empty()) {
     DT_THROW(ConfigError, c.source.empty() ? std::string("the configuration") : c.source,
              ": data.train is required (the HDF5 training file, e.g. data/fashion_mnist_train.h5)");
@@ -406,17 +354,8 @@ void validate(const Config& c, const std::map<std::string, std::string>& origin)
   if (c.steps < 0) fail("steps", "must be >= 0");
   if (c.grad_accum < 1) fail("grad_accum", "must be >= 1");
   if (c.seed < 0) fail("seed", "must be >= 0");
-  one_of("optimizer.name", c.optimizer.name, {"sgd", "adam", "adamw"});
-  if (!(c.optimizer.lr > 0)) fail("optimizer.lr", "must be > 0");
-  if (!(c.optimizer.momentum >= 0)) fail("optimizer.momentum", "must be >= 0");
-  if (c.optimizer.nesterov && !(c.optimizer.momentum > 0)) fail("optimizer.nesterov", "needs optimizer.momentum > 0");
-  if (!(c.optimizer.weight_decay >= 0)) fail("optimizer.weight_decay", "must be >= 0");
-  if (c.optimizer.betas.size() != 2 || !(c.optimizer.betas[0] >= 0 && c.optimizer.betas[0] < 1) ||
-      !(c.optimizer.betas[1] >= 0 && c.optimizer.betas[1] < 1)) {
-    fail("optimizer.betas", "must be two numbers in [0, 1), e.g. [0.9, 0.999]");
-  }
-  if (!(c.optimizer.eps > 0)) fail("optimizer.eps", "must be > 0");
-  one_of("schedule.name", c.schedule.name, {"constant", "step", "cosine"});
+  check.optimizer("optimizer", c.optimizer);
+  check.one_of("schedule.name", c.schedule.name, {"constant", "step", "cosine"});
   if (c.schedule.warmup < 0) fail("schedule.warmup", "must be >= 0");
   if (!(c.schedule.min_lr >= 0)) fail("schedule.min_lr", "must be >= 0");
   if (c.schedule.step_size < 1) fail("schedule.step_size", "must be >= 1");
@@ -424,12 +363,16 @@ void validate(const Config& c, const std::map<std::string, std::string>& origin)
   if (c.log_interval < 1) fail("log.interval", "must be >= 1");
   if (c.eval_interval < 0) fail("eval.interval", "must be >= 0 (0: at the end of each epoch)");
   if (c.eval_batch_size < 0) fail("eval.batch_size", "must be >= 0 (0: batch_size)");
-  one_of("device", c.device, {"cpu", "cuda"});
+  check.one_of("device", c.device, {"cpu", "cuda"});
   if (c.threads < 0) fail("threads", "must be >= 0 (0: cores / ranks on this node)");
   if (!(c.first_bucket_mib > 0)) fail("buckets.first_mib", "must be > 0");
   if (!(c.bucket_mib > 0)) fail("buckets.mib", "must be > 0");
   if (c.checkpoint_every < 0) fail("checkpoint.every", "must be >= 0 (0: only the final checkpoint)");
   if (c.checkpoint_keep_last < 0) fail("checkpoint.keep_last", "must be >= 0 (0: keep all)");
+  // Each recipe's own keys (and what its model names need of the others).
+  for (const RecipeEntry& r : recipe_table()) {
+    if (r.validate) r.validate(c, check);
+  }
 }
 
 std::string value_text(const Config& c, const Key& k) {
@@ -481,14 +424,25 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 
 std::string canonical(const Config& c) {
   std::string out;
-  for (const Key& k : keys()) out += std::string(k.name) + " = " + value_text(c, k) + "\n";
+  for (const Key& k : keys()) out += k.name + " = " + value_text(c, k) + "\n";
   return out;
 }
 
 std::string keys_help() {
   Config defaults;
   std::ostringstream os;
+  std::string recipe;
   for (const Key& k : keys()) {
+    if (k.recipe != recipe) {
+      recipe = k.recipe;
+      const RecipeEntry* r = nullptr;
+      for (const RecipeEntry& e : recipe_table()) {
+        if (e.name == recipe) r = &e;
+      }
+      os << "\n keys of the " << recipe << " recipe (model.name =";
+      for (size_t i = 0; r && i < r->model_names.size(); ++i) os << (i ? " | " : " ") << r->model_names[i];
+      os << "):\n";
+    }
     std::string def = value_text(defaults, k);
     os << "  " << k.name << " = " << def << "\n      " << k.help << "\n";
   }

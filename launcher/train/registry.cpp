@@ -2,20 +2,19 @@
 #include "launcher/train/registry.h"
 
 #include "core/error.h"
-#include "core/models/image_classifier.h"
 
 namespace dtrain::launcher {
 
-// Each recipe's factory, defined in its file under recipes/.
-std::unique_ptr<Recipe> make_classifier_recipe(const Config& cfg);
-std::unique_ptr<Recipe> make_seq2seq_recipe(const Config& cfg);
-std::unique_ptr<Recipe> make_dcgan_recipe(const Config& cfg);
+// Each recipe's entry, defined at the end of its file under recipes/.
+RecipeEntry classifier_recipe();
+RecipeEntry dcgan_recipe();
+RecipeEntry seq2seq_recipe();
 
 const std::vector<RecipeEntry>& recipe_table() {
   static const std::vector<RecipeEntry> table = {
-      {"classifier", models::image_classifier_names(), make_classifier_recipe},
-      {"dcgan", {"dcgan"}, make_dcgan_recipe},
-      {"seq2seq", {"seq2seq"}, make_seq2seq_recipe},
+      classifier_recipe(),
+      dcgan_recipe(),
+      seq2seq_recipe(),
   };
   return table;
 }

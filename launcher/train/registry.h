@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "launcher/train/config.h"
+#include "launcher/train/config_keys.h"
 #include "launcher/train/recipe.h"
 
 namespace dtrain::launcher {
@@ -14,7 +15,13 @@ namespace dtrain::launcher {
 struct RecipeEntry {
   const char* name;                      // "classifier"
   std::vector<std::string> model_names;  // the model.name values it trains
+  const char* doc;                       // where users read about it: "docs/GAN.md"
   std::unique_ptr<Recipe> (*make)(const Config& cfg);
+  // The config keys only this recipe reads (listed under its name in --help), or null.
+  std::vector<ConfigKey> (*keys)() = nullptr;
+  // Checks of its keys, and of what its model names need of the others; called for
+  // every config (whatever model.name), or null.
+  void (*validate)(const Config& cfg, const ConfigCheck& check) = nullptr;
 };
 
 const std::vector<RecipeEntry>& recipe_table();

@@ -145,8 +145,27 @@ class ClassifierRecipe final : public SingleNetworkRecipe {
   TanhInputs train_inputs_, test_inputs_;
 };
 
+std::vector<ConfigKey> classifier_keys() {
+  return {
+      DT_CONFIG_KEY("model.classes", Int, model.classes, "output classes; 0 = the training file's class count"),
+      DT_CONFIG_KEY("model.dropout", Float, model.dropout, "dropout probability in the VGG classifiers, in [0, 1)"),
+      DT_CONFIG_KEY("model.fc_dropout", Float, model.fc_dropout,
+             "mlp, small_cnn: dropout before the last layer, in [0, 1); 0 = none"),
+  };
+}
+
+void validate_classifier(const Config& c, const ConfigCheck& check) {
+  if (c.model.classes < 0) check.fail("model.classes", "must be >= 0 (0: from the training file)");
+  if (!(c.model.dropout >= 0 && c.model.dropout < 1)) check.fail("model.dropout", "must be in [0, 1)");
+  if (!(c.model.fc_dropout >= 0 && c.model.fc_dropout < 1)) check.fail("model.fc_dropout", "must be in [0, 1)");
+}
+
 }  // namespace
 
-std::unique_ptr<Recipe> make_classifier_recipe(const Config& cfg) { return std::make_unique<ClassifierRecipe>(cfg); }
+RecipeEntry classifier_recipe() {
+  return {"classifier", models::image_classifier_names(), "docs/TRAINING.md",
+          [](const Config& cfg) -> std::unique_ptr<Recipe> { return std::make_unique<ClassifierRecipe>(cfg); },
+          classifier_keys, validate_classifier};
+}
 
 }  // namespace dtrain::launcher

@@ -33,6 +33,7 @@
 #include "launcher/train/recipes/gan_step.h"
 #include "launcher/train/recipes/image_inputs.h"
 #include "launcher/train/recipe.h"
+#include "launcher/train/registry.h"
 
 namespace dtrain::launcher {
 
@@ -346,8 +347,71 @@ class DcganRecipe final : public Recipe {
   std::string samples_;  // rank 0: the last sample grid written ("" none)
 };
 
+std::vector<ConfigKey> dcgan_keys() {
+  return {
+      DT_CONFIG_KEY("model.z_dim", Int, model.z_dim, "dcgan: noise dimension (nz)"),
+      DT_CONFIG_KEY("model.g_channels", Int, model.g_channels, "dcgan: generator width (ngf)"),
+      DT_CONFIG_KEY("model.d_channels", Int, model.d_channels, "dcgan: discriminator width (ndf)"),
+      DT_CONFIG_KEY("optimizer_g.name", String, optimizer_g.name, "dcgan generator's optimizer: adam | adamw | sgd"),
+      DT_CONFIG_KEY("optimizer_g.lr", Float, optimizer_g.lr, "dcgan generator's optimizer: learning rate (constant)"),
+      DT_CONFIG_KEY("optimizer_g.momentum", Float, optimizer_g.momentum, "dcgan generator's optimizer: sgd momentum"),
+      DT_CONFIG_KEY("optimizer_g.nesterov", Bool, optimizer_g.nesterov, "dcgan generator's optimizer: sgd Nesterov momentum"),
+      DT_CONFIG_KEY("optimizer_g.weight_decay", Float, optimizer_g.weight_decay, "dcgan generator's optimizer: L2 penalty (sgd, adam) or decoupled decay (adamw)"),
+      DT_CONFIG_KEY("optimizer_g.betas", FloatList, optimizer_g.betas, "dcgan generator's optimizer: adam, adamw [beta1, beta2]"),
+      DT_CONFIG_KEY("optimizer_g.eps", Float, optimizer_g.eps, "dcgan generator's optimizer: adam, adamw denominator epsilon"),
+      DT_CONFIG_KEY("optimizer_d.name", String, optimizer_d.name, "dcgan discriminator's optimizer: adam | adamw | sgd"),
+      DT_CONFIG_KEY("optimizer_d.lr", Float, optimizer_d.lr, "dcgan discriminator's optimizer: learning rate (constant)"),
+      DT_CONFIG_KEY("optimizer_d.momentum", Float, optimizer_d.momentum, "dcgan discriminator's optimizer: sgd momentum"),
+      DT_CONFIG_KEY("optimizer_d.nesterov", Bool, optimizer_d.nesterov, "dcgan discriminator's optimizer: sgd Nesterov momentum"),
+      DT_CONFIG_KEY("optimizer_d.weight_decay", Float, optimizer_d.weight_decay, "dcgan discriminator's optimizer: L2 penalty (sgd, adam) or decoupled decay (adamw)"),
+      DT_CONFIG_KEY("optimizer_d.betas", FloatList, optimizer_d.betas, "dcgan discriminator's optimizer: adam, adamw [beta1, beta2]"),
+      DT_CONFIG_KEY("optimizer_d.eps", Float, optimizer_d.eps, "dcgan discriminator's optimizer: adam, adamw denominator epsilon"),
+      DT_CONFIG_KEY("gan.samples", String, gan.samples,
+             "dcgan: PNG written by rank 0 at each evaluation, a grid of G(fixed noise) (\"{step}\" in the name "
+             "is replaced by the step); \"\" = none"),
+      DT_CONFIG_KEY("gan.samples_n", Int, gan.samples_n, "dcgan: images in the grid (the fixed noise batch)"),
+      DT_CONFIG_KEY("gan.noise_seed", Int, gan.noise_seed, "dcgan: seed of the fixed noise batch"),
+      DT_CONFIG_KEY("gan.export", String, gan.export_path,
+             "dcgan: HDF5 image file (docs/DATASETS.md) of gan.export_n samples of G, written by rank 0 after the "
+             "last step, for `dtrain score`; \"\" = none"),
+      DT_CONFIG_KEY("gan.export_n", Int, gan.export_n, "dcgan: samples in gan.export"),
+  };
+}
+
+void validate_dcgan(const Config& c, const ConfigCheck& check) {
+  if (c.model.z_dim < 1) check.fail("model.z_dim", "must be >= 1");
+  if (c.model.g_channels < 1) check.fail("model.g_channels", "must be >= 1");
+  if (c.model.d_channels < 1) check.fail("model.d_channels", "must be >= 1");
+  if (c.gan.samples_n < 1) check.fail("gan.samples_n", "must be >= 1");
+  if (c.gan.noise_seed < 0) check.fail("gan.noise_seed", "must be >= 0");
+  if (c.gan.export_n < 1) check.fail("gan.export_n", "must be >= 1");
+  check.optimizer("optimizer_g", c.optimizer_g);
+  check.optimizer("optimizer_d", c.optimizer_d);
+  if (c.model.name == "dcgan") {
+    // The GAN loop (docs/GAN.md) has no test evaluation, gradient accumulation or
+    // schedule: refuse them rather than ignore them.
+    if (!c.data.test.empty()) {
+      check.fail("data.test",
+                 "must be empty for model.name = dcgan (a GAN's evaluation is the sample grid, gan.samples)");
+    }
+    if (c.grad_accum != 1) check.fail("grad_accum", "must be 1 for model.name = dcgan");
+    if (c.schedule.name != "constant") {
+      check.fail("schedule.name",
+                 "must be constant for model.name = dcgan (the rates are optimizer_g.lr and optimizer_d.lr)");
+    }
+  } else if (!c.gan.samples.empty()) {
+    check.fail("gan.samples", "is for model.name = dcgan only");
+  } else if (!c.gan.export_path.empty()) {
+    check.fail("gan.export", "is for model.name = dcgan only");
+  }
+}
+
 }  // namespace
 
-std::unique_ptr<Recipe> make_dcgan_recipe(const Config& cfg) { return std::make_unique<DcganRecipe>(cfg); }
+RecipeEntry dcgan_recipe() {
+  return {"dcgan", {"dcgan"}, "docs/GAN.md",
+          [](const Config& cfg) -> std::unique_ptr<Recipe> { return std::make_unique<DcganRecipe>(cfg); },
+          dcgan_keys, validate_dcgan};
+}
 
 }  // namespace dtrain::launcher

@@ -25,6 +25,7 @@
 #include "datasets/text.h"
 #include "launcher/train/common.h"
 #include "launcher/train/recipes/single_network.h"
+#include "launcher/train/registry.h"
 
 namespace dtrain::launcher {
 
@@ -256,8 +257,45 @@ class Seq2SeqRecipe final : public SingleNetworkRecipe {
   models::Seq2Seq* seq_model_ = nullptr;  // module_
 };
 
+std::vector<ConfigKey> seq2seq_keys() {
+  return {
+      DT_CONFIG_KEY("model.emb_dim", Int, model.emb_dim, "seq2seq: embedding width of both vocabularies"),
+      DT_CONFIG_KEY("model.layers", Int, model.layers, "seq2seq: LSTM layers of the encoder and of the decoder"),
+      DT_CONFIG_KEY("model.bidirectional", Bool, model.bidirectional,
+             "seq2seq: bidirectional encoder, hidden / 2 units per direction (model.hidden must be even)"),
+      DT_CONFIG_KEY("model.attention", String, model.attention, "seq2seq: Luong attention scoring, dot | general"),
+      DT_CONFIG_KEY("seq2seq.translations", Int, seq2seq.translations,
+             "seq2seq: held-out sentences printed with their greedy translation at each evaluation"),
+      DT_CONFIG_KEY("seq2seq.max_decode_len", Int, seq2seq.max_decode_len,
+             "seq2seq: greedy decoding length limit; 0 = the test file's target length"),
+  };
+}
+
+void validate_seq2seq(const Config& c, const ConfigCheck& check) {
+  check.one_of("model.attention", c.model.attention, {"dot", "general"});
+  if (c.model.emb_dim < 1) check.fail("model.emb_dim", "must be >= 1");
+  if (c.model.layers < 1) check.fail("model.layers", "must be >= 1");
+  if (c.seq2seq.translations < 0) check.fail("seq2seq.translations", "must be >= 0");
+  if (c.seq2seq.max_decode_len < 0) {
+    check.fail("seq2seq.max_decode_len", "must be >= 0 (0: the test file's target length)");
+  }
+  if (c.model.name == "seq2seq") {
+    const int64_t hidden = c.model.hidden > 0 ? c.model.hidden : 256;
+    if (c.model.bidirectional && hidden % 2 != 0) {
+      check.fail("model.hidden", "must be even with model.bidirectional = true (each direction has hidden / 2 units)");
+    }
+    if (c.data.pad_crop != 0 || c.data.hflip) {
+      check.fail("data.augment", "is for images; model.name = seq2seq reads sequence pairs");
+    }
+  }
+}
+
 }  // namespace
 
-std::unique_ptr<Recipe> make_seq2seq_recipe(const Config& cfg) { return std::make_unique<Seq2SeqRecipe>(cfg); }
+RecipeEntry seq2seq_recipe() {
+  return {"seq2seq", {"seq2seq"}, "docs/SEQ2SEQ.md",
+          [](const Config& cfg) -> std::unique_ptr<Recipe> { return std::make_unique<Seq2SeqRecipe>(cfg); },
+          seq2seq_keys, validate_seq2seq};
+}
 
 }  // namespace dtrain::launcher
