@@ -1,5 +1,5 @@
-// dtrain: the one program. Subcommands dispatch here; this is the only place that turns
-// exceptions into exit codes.
+// dtrain: the one program. It picks the subcommand (launcher/cli/commands.h) and is the
+// only place that turns exceptions into exit codes.
 //
 // Exit codes: 0 success, 1 a run failed (an error was reported), 2 bad usage (unknown
 // command or option, bad value), 3 a feature this build lacks (e.g. CUDA).
@@ -9,42 +9,45 @@
 #include <vector>
 
 #include "core/error.h"
-#include "core/runtime.h"
-#include "launcher/data.h"
-#include "launcher/demos.h"
-#include "launcher/score.h"
-#include "launcher/slurm.h"
-#include "launcher/train.h"
+#include "launcher/cli/commands.h"
 
 namespace {
 
-constexpr const char* kUsage =
-    "usage: dtrain [--help] [--version] COMMAND [ARGS]\n"
-    "\n"
-    "dtrain trains neural networks data-parallel across GPU nodes.\n"
-    "\n"
-    "commands:\n"
-    "  data        convert public datasets to HDF5, make synthetic sets, inspect a file\n"
-    "  demo NAME   the lecture's first networks: and, xor, line, sobel\n"
-    "  info        what this build contains and which devices it sees\n"
-    "  score FILE  sample quality of image files (a GAN's output) with a classifier trained by dtrain\n"
-    "  submit      submit 'dtrain train' to Slurm as a batch job that checkpoints and requeues itself\n"
-    "  train CFG   train a model data-parallel from a TOML config (one rank per process under mpirun/srun)\n"
-    "\n"
-    "Run 'dtrain COMMAND --help' for a command's options.\n"
-    "Exit codes: 0 success, 1 run failed, 2 bad usage, 3 feature not built.\n";
+struct Command {
+  const char* name;
+  const char* usage;    // the name and its main argument, for the command list
+  const char* summary;  // one line
+  int (*main)(const std::vector<std::string>&);
+};
 
-int info() {
-  std::string why;
-  int n = dtrain::cuda::device_count(&why);
-  std::printf("dtrain %s\n", DTRAIN_VERSION);
-  std::printf("CUDA backend: %s\n", dtrain::cuda::compiled() ? "compiled" : "not compiled (CPU only)");
-  if (n > 0) {
-    std::printf("CUDA devices: %d\n", n);
-  } else {
-    std::printf("CUDA devices: none (%s)\n", why.c_str());
+constexpr Command kCommands[] = {
+    {"data", "data", "convert public datasets to HDF5, make synthetic sets, inspect a file", dtrain::cli::data_main},
+    {"demo", "demo NAME", "the lecture's first networks: and, xor, line, sobel", dtrain::cli::demo_main},
+    {"info", "info", "what this build contains and which devices it sees", dtrain::cli::info_main},
+    {"score", "score FILE", "sample quality of image files (a GAN's output) with a classifier trained by dtrain",
+     dtrain::cli::score_main},
+    {"submit", "submit", "submit 'dtrain train' to Slurm as a batch job that checkpoints and requeues itself",
+     dtrain::cli::submit_main},
+    {"train", "train CFG", "train a model data-parallel from a TOML config (one rank per process under mpirun/srun)",
+     dtrain::cli::train_main},
+};
+
+std::string usage() {
+  std::string u =
+      "usage: dtrain [--help] [--version] COMMAND [ARGS]\n"
+      "\n"
+      "dtrain trains neural networks data-parallel across GPU nodes.\n"
+      "\n"
+      "commands:\n";
+  for (const Command& c : kCommands) {
+    char line[256];
+    std::snprintf(line, sizeof line, "  %-10s  %s\n", c.usage, c.summary);
+    u += line;
   }
-  return 0;
+  return u +
+         "\n"
+         "Run 'dtrain COMMAND --help' for a command's options.\n"
+         "Exit codes: 0 success, 1 run failed, 2 bad usage, 3 feature not built.\n";
 }
 
 }  // namespace
@@ -53,31 +56,21 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
     if (args.empty()) {
-      std::fputs(kUsage, stderr);
+      std::fputs(usage().c_str(), stderr);
       return 2;
     }
     const std::string& cmd = args[0];
     std::vector<std::string> rest(args.begin() + 1, args.end());
     if (cmd == "-h" || cmd == "--help" || cmd == "help") {
-      std::fputs(kUsage, stdout);
+      std::fputs(usage().c_str(), stdout);
       return 0;
     }
     if (cmd == "--version") {
       std::printf("dtrain %s\n", DTRAIN_VERSION);
       return 0;
     }
-    if (cmd == "data") return dtrain::data_cli::run(rest);
-    if (cmd == "demo") return dtrain::demos::run(rest);
-    if (cmd == "train") return dtrain::train_cli::run(rest);
-    if (cmd == "submit") return dtrain::slurm::submit_main(rest);
-    if (cmd == "score") return dtrain::score_cli::run(rest);
-    if (cmd == "info") {
-      if (!rest.empty() && (rest[0] == "-h" || rest[0] == "--help")) {
-        std::printf("usage: dtrain info\n\nPrints the build's backends and the CUDA devices it sees.\n");
-        return 0;
-      }
-      if (!rest.empty()) DT_THROW(dtrain::ConfigError, "dtrain info: unexpected argument '", rest[0], "'");
-      return info();
+    for (const Command& c : kCommands) {
+      if (cmd == c.name) return c.main(rest);
     }
     if (cmd.rfind("-", 0) == 0) {
       DT_THROW(dtrain::ConfigError, "dtrain: unknown option '", cmd, "'; run 'dtrain --help' for the usage");

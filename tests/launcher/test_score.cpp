@@ -1,4 +1,4 @@
-// `dtrain score` (launcher/score.h): the score formula against hand-computed values, and
+// `dtrain score` (launcher/cli/score.h): the score formula against hand-computed values, and
 // the command end to end with a tiny classifier trained for a few steps: score within
 // [1, K], a histogram summing to N, the accuracy when the file is labelled, and clear
 // errors for images of another size, a missing checkpoint and a GAN's checkpoint.
@@ -13,14 +13,14 @@
 #include <string>
 #include <vector>
 
-#include "launcher/score.h"
+#include "launcher/cli/score.h"
 #include "tests/support/paths.h"
 #include "tests/support/run.h"
 
 namespace {
 
 namespace fs = std::filesystem;
-using dtrain::score_cli::inception_score;
+using dtrain::cli::inception_score;
 using dtrain::testing::contains;
 using dtrain::testing::json_number;
 using CliRun = dtrain::testing::CommandResult;

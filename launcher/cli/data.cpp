@@ -1,5 +1,5 @@
 // `dtrain data`: see data.h.
-#include "launcher/data.h"
+#include "launcher/cli/commands.h"
 
 #include <chrono>
 #include <cstdio>
@@ -11,7 +11,7 @@
 #include "datasets/inspect.h"
 #include "launcher/args.h"
 
-namespace dtrain::data_cli {
+namespace dtrain::cli {
 
 namespace {
 
@@ -189,7 +189,7 @@ int inspect(const std::vector<std::string>& args) {
 
 }  // namespace
 
-int run(const std::vector<std::string>& args) {
+int data_main(const std::vector<std::string>& args) {
   if (args.empty() || args[0] == "-h" || args[0] == "--help") {
     std::fputs(kUsage, stdout);
     if (args.empty()) DT_THROW(ConfigError, "dtrain data: missing subcommand (convert, synth or inspect)");
@@ -232,4 +232,4 @@ int run(const std::vector<std::string>& args) {
   return 0;
 }
 
-}  // namespace dtrain::data_cli
+}  // namespace dtrain::cli

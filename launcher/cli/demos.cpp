@@ -1,4 +1,4 @@
-#include "launcher/demos.h"
+#include "launcher/cli/commands.h"
 
 #include <algorithm>
 #include <cmath>
@@ -14,7 +14,7 @@
 #include "core/runtime.h"
 #include "launcher/args.h"
 
-namespace dtrain::demos {
+namespace dtrain::cli {
 
 namespace {
 
@@ -247,7 +247,7 @@ const std::map<std::string, DemoSpec>& demos() {
 
 }  // namespace
 
-int run(const std::vector<std::string>& args) {
+int demo_main(const std::vector<std::string>& args) {
   std::string list, names;
   for (const auto& [name, spec] : demos()) {
     list += "  " + name + std::string(8 - name.size(), ' ') + spec.summary + "\n";
@@ -275,4 +275,4 @@ int run(const std::vector<std::string>& args) {
   return it->second.run(parser);
 }
 
-}  // namespace dtrain::demos
+}  // namespace dtrain::cli

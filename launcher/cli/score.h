@@ -15,7 +15,7 @@
 
 #include "core/error.h"
 
-namespace dtrain::score_cli {
+namespace dtrain::cli {
 
 // `probs` holds N rows of K probabilities (row-major, each row summing to 1). Throws
 // ValueError for N = 0, K = 0 or a size that is not N x K.
@@ -38,6 +38,5 @@ inline double inception_score(const std::vector<double>& probs, int64_t n, int64
 }
 
 // Runs `dtrain score ARGS...`; returns the process exit code.
-int run(const std::vector<std::string>& args);
 
-}  // namespace dtrain::score_cli
+}  // namespace dtrain::cli

@@ -1,5 +1,7 @@
 // `dtrain score`: see score.h.
-#include "launcher/score.h"
+#include "launcher/cli/score.h"
+
+#include "launcher/cli/commands.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -20,7 +22,7 @@
 #include "launcher/train/registry.h"
 #include "ops/cpu_threads.h"
 
-namespace dtrain::score_cli {
+namespace dtrain::cli {
 
 namespace {
 
@@ -183,7 +185,7 @@ bool takes_value(const std::string& a) { return a == "--classifier" || a == "--c
 
 }  // namespace
 
-int run(const std::vector<std::string>& args) {
+int score_main(const std::vector<std::string>& args) {
   cli::ArgParser p("dtrain score",
                    "Inception-Score-style quality of image files (e.g. a GAN's gan.export) with a classifier "
                    "trained by dtrain (docs/GAN.md).");
@@ -262,4 +264,4 @@ int run(const std::vector<std::string>& args) {
   return 0;
 }
 
-}  // namespace dtrain::score_cli
+}  // namespace dtrain::cli

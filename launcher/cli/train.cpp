@@ -1,5 +1,5 @@
 // `dtrain train`: see train.h.
-#include "launcher/train.h"
+#include "launcher/cli/commands.h"
 
 #include <csignal>
 #include <cstdio>
@@ -13,7 +13,7 @@
 #include "launcher/train/loop.h"
 #include "launcher/train/world.h"
 
-namespace dtrain::train_cli {
+namespace dtrain::cli {
 
 namespace {
 
@@ -59,7 +59,7 @@ std::vector<std::string> take_sets(const std::vector<std::string>& args, std::ve
 
 }  // namespace
 
-int run(const std::vector<std::string>& args) {
+int train_main(const std::vector<std::string>& args) {
   cli::ArgParser p("dtrain train",
                    "Trains a model data-parallel: every rank (process) holds the model, reads its shard of the "
                    "training file and averages gradients with the others before each step.");
@@ -143,4 +143,4 @@ int run(const std::vector<std::string>& args) {
   return kExitStopped;
 }
 
-}  // namespace dtrain::train_cli
+}  // namespace dtrain::cli
