@@ -7,13 +7,17 @@
 // type: it is stored as uint16 with the attribute dtype="bf16", so h5py users see the raw
 // bits and dtrain reads a BF16 tensor back. Files written here open in h5py and h5dump.
 //
-// Errors: every HDF5 call goes through H5_CHECK, which throws IoError naming the file, the
-// object, the innermost message of HDF5's error stack and what to do. HDF5's own printing
-// of its error stack to stderr is switched off (per thread: the Debian build is
-// thread-safe, where that setting is thread-local).
+// Errors: every HDF5 call goes through H5_CHECK (h5_capi.h), which throws IoError naming
+// the file, the object, the innermost message of HDF5's error stack and what to do. HDF5's
+// own printing of its error stack to stderr is switched off (per thread: the Debian build
+// is thread-safe, where that setting is thread-local).
 //
 // Thread safety: one H5File must not be used by two threads at once; distinct files may
 // be used from distinct threads (the library serializes calls internally).
+//
+// Code: h5.cpp (opening, closing, structure; errors and types), h5_tensor.cpp (tensors
+// and row ranges), h5_strings.cpp (string lists), h5_attributes.cpp (attributes);
+// h5_capi.h holds what they share with other code that calls the HDF5 C API.
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -59,6 +63,9 @@ class H5File {
 
   const std::string& path() const { return path_; }
   bool is_open() const { return id_ >= 0; }
+  // The open file's hid_t, for code that calls the HDF5 C API itself (h5_capi.h); throws
+  // IoError when the file is closed.
+  int64_t file_id() const;
   // Flushes and closes; throws IoError on failure. Further use throws.
   void close();
   void flush();
@@ -128,7 +135,6 @@ class H5File {
  private:
   H5File(std::string path, int64_t id) : path_(std::move(path)), id_(id) {}
   static H5File open(const std::string& path, bool writable);
-  int64_t file_id() const;  // throws when closed
   void require_object(const std::string& object, const char* kind) const;
 
   std::string path_;
@@ -195,26 +201,4 @@ extern template std::vector<double> H5File::get_attribute<std::vector<double>>(c
 extern template std::vector<std::string> H5File::get_attribute<std::vector<std::string>>(
     const std::string&, const std::string&) const;
 
-namespace detail {
-// The innermost message on the calling thread's HDF5 error stack ("" when empty).
-std::string h5_error_message();
-
-template <typename R, typename... Args>
-R h5_check(R result, const char* expr, const char* file, int line, const Args&... what) {
-  if (result < 0) {
-    std::string hdf5 = h5_error_message();
-    ::dtrain::detail::throw_at<IoError>(file, line, what...,
-                                        hdf5.empty() ? "" : " (HDF5: ", hdf5, hdf5.empty() ? "" : ")",
-                                        " [", expr, "]");
-  }
-  return result;
-}
-}  // namespace detail
-
 }  // namespace dtrain::io
-
-// H5_CHECK(call, message parts...): evaluates an HDF5 C API call and returns its result;
-// a negative result (HDF5's failure value for hid_t, herr_t and htri_t) throws IoError with
-// the message parts (which name the file and object and say what to do), the innermost
-// HDF5 error message, the call and the source location.
-#define H5_CHECK(expr, ...) ::dtrain::io::detail::h5_check((expr), #expr, __FILE__, __LINE__, __VA_ARGS__)
