@@ -1,4 +1,7 @@
-// HDF5 wrapper (see h5.h): row readers (H5File::open_rows, H5RowReader).
+// RowReader: see row_reader.h, Note [Direct row reads]. The HDF5 calls go through
+// core/io/h5_capi.h like those of core/io/h5*.cpp.
+#include "datasets/row_reader.h"
+
 #include <hdf5.h>
 
 #include <fcntl.h>
@@ -9,20 +12,20 @@
 #include <cstring>
 #include <utility>
 
-#include "core/io/h5.h"
 #include "core/io/h5_capi.h"
 
-namespace dtrain::io {
+namespace dtrain::data {
 
-using namespace detail;
+using namespace io::detail;
 
-H5RowReader H5File::open_rows(const std::string& dataset, int64_t chunk_cache_bytes, bool direct) const {
-  hid_t fid = file_id();
-  OpenDataset d = open_dataset(*this, fid, dataset);
-  const std::string where = "HDF5 file '" + path_ + "', dataset '" + dataset + "'";
+RowReader RowReader::open(const io::H5File& file, const std::string& dataset, int64_t chunk_cache_bytes,
+                          bool direct) {
+  hid_t fid = file.file_id();
+  OpenDataset d = open_dataset(file, fid, dataset);
+  const std::string where = "HDF5 file '" + file.path() + "', dataset '" + dataset + "'";
   if (d.shape.empty()) DT_THROW(IoError, where, ": row reads need at least one dimension, the dataset is 0-dim");
-  H5RowReader r;
-  r.file_ = path_;
+  RowReader r;
+  r.file_ = file.path();
   r.dataset_ = dataset;
   r.shape_ = d.shape;
   r.dtype_ = d.dtype;
@@ -42,7 +45,7 @@ H5RowReader H5File::open_rows(const std::string& dataset, int64_t chunk_cache_by
   return r;
 }
 
-void H5RowReader::setup_direct() {
+void RowReader::setup_direct() {
   // Any failure here only means "no fast path": errors are cleared, nothing is thrown.
   auto fail = [&] {
     H5Eclear2(H5E_DEFAULT);
@@ -103,7 +106,7 @@ void H5RowReader::setup_direct() {
   }
 }
 
-H5RowReader::H5RowReader(H5RowReader&& o) noexcept
+RowReader::RowReader(RowReader&& o) noexcept
     : file_(std::move(o.file_)),
       dataset_(std::move(o.dataset_)),
       id_(std::exchange(o.id_, -1)),
@@ -114,7 +117,7 @@ H5RowReader::H5RowReader(H5RowReader&& o) noexcept
       chunk_rows_(o.chunk_rows_),
       chunk_offsets_(std::move(o.chunk_offsets_)) {}
 
-H5RowReader& H5RowReader::operator=(H5RowReader&& o) noexcept {
+RowReader& RowReader::operator=(RowReader&& o) noexcept {
   if (this != &o) {
     if (id_ >= 0) H5Dclose(id_);
     if (fd_ >= 0) ::close(fd_);
@@ -131,12 +134,12 @@ H5RowReader& H5RowReader::operator=(H5RowReader&& o) noexcept {
   return *this;
 }
 
-H5RowReader::~H5RowReader() {
+RowReader::~RowReader() {
   if (id_ >= 0) H5Dclose(id_);
   if (fd_ >= 0) ::close(fd_);
 }
 
-void H5RowReader::read(int64_t start, int64_t count, void* dst) const {
+void RowReader::read(int64_t start, int64_t count, void* dst) const {
   if (id_ < 0) DT_THROW(IoError, "HDF5 file '", file_, "', dataset '", dataset_,
                         "': the row reader is closed (or was moved from)");
   if (start < 0 || count < 0 || start + count > rows()) {
@@ -148,7 +151,7 @@ void H5RowReader::read(int64_t start, int64_t count, void* dst) const {
   read_hdf5(start, count, dst);
 }
 
-void H5RowReader::read_direct(int64_t start, int64_t count, void* dst) const {
+void RowReader::read_direct(int64_t start, int64_t count, void* dst) const {
   auto* out = static_cast<unsigned char*>(dst);
   for (int64_t row = start; row < start + count;) {
     int64_t chunk = row / chunk_rows_;
@@ -171,7 +174,7 @@ void H5RowReader::read_direct(int64_t start, int64_t count, void* dst) const {
   }
 }
 
-void H5RowReader::read_hdf5(int64_t start, int64_t count, void* dst) const {
+void RowReader::read_hdf5(int64_t start, int64_t count, void* dst) const {
   const std::string where = "HDF5 file '" + file_ + "', dataset '" + dataset_ + "'";
   silence_hdf5_errors();
   Handle fspace(H5_CHECK(H5Dget_space(id_), where, ": cannot read its shape"), H5Sclose);
@@ -187,4 +190,4 @@ void H5RowReader::read_hdf5(int64_t start, int64_t count, void* dst) const {
            ": cannot read rows [", start, ", ", start + count, "); the file may be damaged (truncated?)");
 }
 
-}  // namespace dtrain::io
+}  // namespace dtrain::data
