@@ -32,6 +32,7 @@
 #include "core/optim/optimizer.h"
 #include "datasets/convert.h"
 #include "datasets/loader.h"
+#include "datasets/row_reader.h"
 
 using namespace dtrain;
 using Clock = std::chrono::steady_clock;
@@ -45,7 +46,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 // "contiguous 64-row hyperslabs").
 double raw_rate(const std::string& path, int64_t rows, int passes) {
   io::H5File f = io::H5File::open_read(path);
-  io::H5RowReader r = f.open_rows("/images", 0, /*direct=*/false);  // H5Dread, as any HDF5 user would
+  data::RowReader r = data::RowReader::open(f, "/images", 0, /*direct=*/false);  // H5Dread, as any HDF5 user would
   std::vector<uint8_t> buf(static_cast<size_t>(rows) * r.row_bytes());
   const int64_t n = r.rows();
   auto t0 = Clock::now();

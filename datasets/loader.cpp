@@ -16,6 +16,7 @@
 #include "core/io/h5.h"
 #include "core/runtime.h"
 #include "core/stream.h"
+#include "datasets/row_reader.h"
 
 namespace dtrain::data {
 
@@ -24,7 +25,7 @@ namespace {
 // One dataset read per batch: where it comes from and what a sample becomes.
 struct Field {
   std::string name;         // "/images", "/labels", ...
-  io::H5RowReader reader;
+  RowReader reader;
   DType out_dtype;
   Shape out_sample;         // shape of one output sample
   size_t out_sample_bytes;
@@ -117,7 +118,7 @@ struct Loader::Impl {
       n = pairs.n;
       lead = "/src";
       for (const char* name : {"/src", "/tgt", "/src_len", "/tgt_len"}) {
-        io::H5RowReader r = f.open_rows(name, 0);
+        RowReader r = RowReader::open(f, name, 0);
         Shape sample(r.shape().begin() + 1, r.shape().end());
         size_t bytes = r.row_bytes();
         fields.push_back({name, std::move(r), DType::I32, sample, bytes});
@@ -133,7 +134,7 @@ struct Loader::Impl {
       int64_t chunk_bytes = std::max<int64_t>(images.chunk_rows, 1) * images.sample_bytes();
       int64_t window = cfg.window_blocks > 0 ? cfg.window_blocks : 16;
       int64_t cache = images.filters.empty() ? 0 : std::min<int64_t>(int64_t{512} << 20, 2 * window * chunk_bytes);
-      io::H5RowReader r = f.open_rows("/images", cache);
+      RowReader r = RowReader::open(f, "/images", cache);
       direct_images = cfg.raw && !cfg.augment.any();
       if (cfg.raw) {
         fields.push_back({"/images", std::move(r), DType::U8, {h, w, c}, static_cast<size_t>(h * w * c)});
@@ -148,7 +149,7 @@ struct Loader::Impl {
         }
       }
       if (kind == Kind::ImageClassification) {
-        fields.push_back({"/labels", f.open_rows("/labels", 0), DType::I64, {}, 8});
+        fields.push_back({"/labels", RowReader::open(f, "/labels", 0), DType::I64, {}, 8});
       }
     }
     all_direct = std::all_of(fields.begin(), fields.end(), [](const Field& fd) { return fd.reader.direct(); });
@@ -226,7 +227,7 @@ struct Loader::Impl {
       if (stage) s.staging.resize(static_cast<size_t>(cap * sample_bytes));
       {
         // HDF5 serializes its calls anyway; direct reads (Note [Direct row reads] in
-        // core/io/h5.h) run in parallel, so the lock is taken only for the others.
+        // row_reader.h) run in parallel, so the lock is taken only for the others.
         std::unique_lock<std::mutex> lock(io_mu, std::defer_lock);
         if (!all_direct) lock.lock();
         int64_t at = 0;

@@ -17,6 +17,12 @@ void ArgParser::add_option(const std::string& name, const std::string& metavar, 
   options_.push_back(Spec{name, metavar, help, false, std::move(default_value)});
 }
 
+void ArgParser::add_repeated_option(const std::string& name, const std::string& metavar, const std::string& help) {
+  options_.push_back(Spec{name, metavar, help, false, std::nullopt, true});
+}
+
+void ArgParser::add_rest(const std::string& usage, const std::string& help) { rest_spec_ = {usage, help}; }
+
 void ArgParser::add_positional(const std::string& name, const std::string& help, bool required) {
   positionals_.push_back({name, {help, required}});
 }
@@ -35,6 +41,10 @@ void ArgParser::parse(const std::vector<std::string>& args) {
     if (a == "-h" || a == "--help") {
       help_ = true;
       return;
+    }
+    if (a == "--" && rest_spec_) {
+      rest_.assign(args.begin() + static_cast<std::ptrdiff_t>(i) + 1, args.end());
+      break;
     }
     if (a.rfind("--", 0) == 0) {
       std::string name = a.substr(2), value;
@@ -55,11 +65,19 @@ void ArgParser::parse(const std::vector<std::string>& args) {
         if (i + 1 >= args.size()) DT_THROW(ConfigError, program_, ": option '--", name, "' needs a value (", spec->metavar, ")");
         value = args[++i];
       }
-      values_[name] = value;
+      if (spec->repeated) {
+        repeated_values_[name].push_back(value);
+      } else {
+        values_[name] = value;
+      }
       continue;
     }
     if (a.size() > 1 && a[0] == '-' && !(a[1] >= '0' && a[1] <= '9') && a[1] != '.') {
       DT_THROW(ConfigError, program_, ": unknown option '", a, "'; run '", program_, " --help' for the options");
+    }
+    if (next_positional >= positionals_.size() && rest_spec_) {
+      rest_.assign(args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
+      break;
     }
     if (next_positional >= positionals_.size()) {
       DT_THROW(ConfigError, program_, ": unexpected argument '", a, "'; run '", program_, " --help' for the usage");
@@ -79,14 +97,17 @@ std::string ArgParser::help() const {
   os << "usage: " << program_;
   if (!options_.empty()) os << " [options]";
   for (const auto& [name, hp] : positionals_) os << (hp.second ? " " + name : " [" + name + "]");
+  if (rest_spec_) os << " " << rest_spec_->first;
   os << "\n\n" << summary_ << "\n";
-  if (!positionals_.empty()) {
+  if (!positionals_.empty() || rest_spec_) {
     os << "\narguments:\n";
     for (const auto& [name, hp] : positionals_) os << "  " << name << "\n      " << hp.first << "\n";
+    if (rest_spec_) os << "  " << rest_spec_->first << "\n      " << rest_spec_->second << "\n";
   }
   os << "\noptions:\n  -h, --help\n      show this help and exit\n";
   for (const Spec& s : options_) {
     os << "  --" << s.name << (s.is_flag ? "" : " " + s.metavar) << "\n      " << s.help;
+    if (s.repeated) os << " (repeatable)";
     if (s.default_value) os << " (default: " << *s.default_value << ")";
     os << "\n";
   }
@@ -97,7 +118,7 @@ std::string ArgParser::help() const {
 bool ArgParser::flag(const std::string& name) const { return values_.count(name) > 0; }
 
 bool ArgParser::has(const std::string& name) const {
-  if (values_.count(name)) return true;
+  if (values_.count(name) || repeated_values_.count(name)) return true;
   const Spec* s = find(name);
   return s && s->default_value.has_value();
 }
@@ -129,6 +150,11 @@ int64_t ArgParser::get_int(const std::string& name) const {
   } catch (const std::exception&) {
   }
   DT_THROW(ConfigError, program_, ": --", name, " expects an integer, got '", v, "'");
+}
+
+std::vector<std::string> ArgParser::get_all(const std::string& name) const {
+  auto it = repeated_values_.find(name);
+  return it == repeated_values_.end() ? std::vector<std::string>{} : it->second;
 }
 
 }  // namespace dtrain::cli

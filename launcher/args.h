@@ -1,7 +1,8 @@
 #pragma once
 // A small command-line parser for dtrain's subcommands: long options (--name VALUE or
-// --name=VALUE), boolean flags, positionals, generated --help text, and ConfigError
-// messages that name the bad argument and point at --help.
+// --name=VALUE), repeatable options, boolean flags, positionals, the rest of the command
+// line for another program (add_rest), generated --help text, and ConfigError messages
+// that name the bad argument and point at --help.
 #include <map>
 #include <optional>
 #include <string>
@@ -16,7 +17,16 @@ class ArgParser {
   void add_flag(const std::string& name, const std::string& help);
   void add_option(const std::string& name, const std::string& metavar, const std::string& help,
                   std::optional<std::string> default_value = std::nullopt);
+  // An option that may be given several times; get_all() returns its values in order.
+  void add_repeated_option(const std::string& name, const std::string& metavar, const std::string& help);
   void add_positional(const std::string& name, const std::string& help, bool required = true);
+  // Arguments for another program (`dtrain submit CONFIG [train options]`): once the
+  // positionals are filled, the next argument that is neither an option nor an option's
+  // value ends this parser's options, and it and everything after it, options included,
+  // are left unparsed in rest(). A "--" before that point also ends the options (it is
+  // dropped; rest() is what follows it). `usage` names them in the usage line and under
+  // "arguments:" in --help. Without add_rest, such an argument is an error.
+  void add_rest(const std::string& usage, const std::string& help);
   // Free text appended to --help (examples, exit codes).
   void set_epilog(std::string text) { epilog_ = std::move(text); }
 
@@ -31,18 +41,24 @@ class ArgParser {
   std::string get(const std::string& name) const;
   double get_double(const std::string& name) const;
   int64_t get_int(const std::string& name) const;
+  std::vector<std::string> get_all(const std::string& name) const;  // a repeated option's values
+  const std::vector<std::string>& rest() const { return rest_; }
 
  private:
   struct Spec {
     std::string name, metavar, help;
     bool is_flag = false;
     std::optional<std::string> default_value;
+    bool repeated = false;
   };
   const Spec* find(const std::string& name) const;
   std::string program_, summary_, epilog_;
   std::vector<Spec> options_;
   std::vector<std::pair<std::string, std::pair<std::string, bool>>> positionals_;  // name, (help, required)
   std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> repeated_values_;
+  std::optional<std::pair<std::string, std::string>> rest_spec_;  // usage, help
+  std::vector<std::string> rest_;
   bool help_ = false;
 };
 

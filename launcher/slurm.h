@@ -41,7 +41,8 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
 struct SubmitOptions {
   int nodes = 1;
   int ntasks_per_node = 1;
-  int gpus_per_node = 0;  // 0: no --gpus-per-node line
+  bool ntasks_from_gpus = false;  // ntasks_per_node was not given and is gpus_per_node (a comment says so)
+  int gpus_per_node = 0;          // 0: no --gpus-per-node line
   std::string time, partition, account, job_name = "dtrain", output = "dtrain-%j.out", chdir;
   int signal_seconds = 120;
   std::vector<std::string> extra_sbatch;  // "--constraint=a100" or "#SBATCH --constraint=a100"

@@ -27,18 +27,29 @@ namespace {
 // with --resume auto. SIGTERM (scancel, preemption, the time limit itself) goes the same
 // way, so the shell does not die before the step has finished its checkpoint.
 
+constexpr const char* kRestHelp =
+    "the config and any 'dtrain train' options, passed to 'dtrain train' unchanged. Submit's own\n"
+    "      options come first: the first argument that is neither one of them nor an option's value\n"
+    "      is CONFIG, and everything after it goes to 'dtrain train' (so '--nodes 2' after CONFIG is\n"
+    "      not submit's). A '--' before CONFIG also ends submit's options ('dtrain submit --nodes 2\n"
+    "      -- CONFIG ...', the older form; the '--' itself is not passed on).";
+
 constexpr const char* kEpilog =
-    "Everything after '--' is passed to 'dtrain train' (the config and its options); the job runs\n"
-    "  srun --mpi=pmix <this dtrain> train ARGS... --resume auto\n"
-    "(--resume auto is added unless ARGS already name --resume), with rank and world from MPI.\n"
+    "The job runs\n"
+    "  srun --mpi=pmix <this dtrain> train CONFIG [TRAIN-OPTIONS...] --resume auto\n"
+    "(--resume auto is added unless the train options already name --resume), with rank and world\n"
+    "from MPI. Without --ntasks-per-node, a job that asks for --gpus-per-node N runs N ranks per\n"
+    "node (one per GPU), else one.\n"
+    "\n"
     "The script asks for --signal=B:USR1@SECONDS, --requeue and --open-mode=append: before the time\n"
     "limit (or on 'scancel --batch --signal=USR1 JOB') the ranks checkpoint at a step boundary, stop,\n"
     "and rank 0 requeues the job, which resumes from that checkpoint. docs/SLURM.md has the details.\n"
     "\n"
     "Examples:\n"
-    "  dtrain submit --nodes 2 --ntasks-per-node 4 --gpus-per-node 4 --time 24:00:00 --partition gpu \\\n"
-    "      -- configs/vgg16_cifar.toml --set device=cuda --checkpoint-every 500\n"
-    "  dtrain submit --dry-run --sbatch --constraint=a100 --sbatch '--mail-type=END' -- configs/x.toml\n"
+    "  dtrain submit --nodes 2 --gpus-per-node 4 --time 24:00:00 --partition gpu \\\n"
+    "      configs/vgg16_cifar.toml --set device=cuda --checkpoint-every 500\n"
+    "  dtrain submit --dry-run --sbatch --constraint=a100 --sbatch '--mail-type=END' configs/x.toml\n"
+    "  dtrain submit --nodes 2 -- configs/x.toml --set epochs=10     ('--' before CONFIG: the older form)\n"
     "\n"
     "Prints the job id on stdout. Exit codes: 0 submitted (or printed), 1 sbatch failed or is missing,\n"
     "2 bad usage or a config that 'dtrain train' rejects.\n";
@@ -92,6 +103,7 @@ std::string batch_script(const SubmitOptions& o) {
   s << "# Written by 'dtrain submit' (docs/SLURM.md).\n";
   s << "#SBATCH --job-name=" << o.job_name << "\n";
   s << "#SBATCH --nodes=" << o.nodes << "\n";
+  if (o.ntasks_from_gpus) s << "# --ntasks-per-node not given: one rank per GPU (--gpus-per-node)\n";
   s << "#SBATCH --ntasks-per-node=" << o.ntasks_per_node << "\n";
   if (o.gpus_per_node > 0) s << "#SBATCH --gpus-per-node=" << o.gpus_per_node << "\n";
   if (!o.time.empty()) s << "#SBATCH --time=" << o.time << "\n";
@@ -151,7 +163,9 @@ int submit_main(const std::vector<std::string>& args) {
                    "Writes a Slurm batch script that runs 'dtrain train' on every task of the job, checkpoints and "
                    "requeues itself before the time limit, and submits it with sbatch.");
   p.add_option("nodes", "N", "nodes", "1");
-  p.add_option("ntasks-per-node", "N", "tasks (ranks) per node: one per GPU with device=cuda", "1");
+  p.add_option("ntasks-per-node", "N",
+               "tasks (ranks) per node: one per GPU with device=cuda (default: --gpus-per-node when that is "
+               "given, else 1)");
   p.add_option("gpus-per-node", "N", "GPUs per node; 0 = none requested", "0");
   p.add_option("time", "LIMIT", "time limit, as sbatch takes it (e.g. 24:00:00, 2-00:00:00)");
   p.add_option("partition", "NAME", "partition");
@@ -162,43 +176,40 @@ int submit_main(const std::vector<std::string>& args) {
   p.add_option("chdir", "DIR", "the job's working directory (default: this one)");
   p.add_option("signal-seconds", "S", "send SIGUSR1 this many seconds before the time limit (--signal=B:USR1@S)",
                "120");
-  p.add_option("sbatch", "LINE", "an extra #SBATCH line, e.g. --sbatch=--constraint=a100 (repeatable)");
+  p.add_repeated_option("sbatch", "LINE", "an extra #SBATCH line, e.g. --sbatch=--constraint=a100");
   p.add_option("binary", "PATH", "the dtrain the job runs (default: this program)");
   p.add_flag("dry-run", "print the batch script and do not submit it");
   p.add_flag("no-check", "submit without first checking the config with 'dtrain train --print-config'");
+  p.add_rest("CONFIG [TRAIN-OPTIONS...]", kRestHelp);
   p.set_epilog(kEpilog);
 
-  // Split at "--"; take the repeatable --sbatch out before ArgParser sees the rest.
-  std::vector<std::string> mine, train;
-  bool after = false;
-  for (const std::string& a : args) {
-    if (!after && a == "--") {
-      after = true;
-    } else if (after) {
-      train.push_back(a);
-    } else {
-      mine.push_back(a);
-    }
-  }
-  std::vector<std::string> rest, extra;
-  for (size_t i = 0; i < mine.size(); ++i) {
-    if (mine[i] == "--sbatch") {
-      if (i + 1 >= mine.size()) DT_THROW(ConfigError, "dtrain submit: option '--sbatch' needs a value (LINE)");
-      extra.push_back(mine[++i]);
-    } else if (mine[i].rfind("--sbatch=", 0) == 0) {
-      extra.push_back(mine[i].substr(9));
-    } else {
-      rest.push_back(mine[i]);
-    }
-  }
-  p.parse(rest);
+  p.parse(args);
   if (p.help_requested()) {
     std::printf("%s", p.help().c_str());
     return 0;
   }
+  const std::vector<std::string>& train = p.rest();
+  const std::vector<std::string> extra = p.get_all("sbatch");
   if (train.empty()) {
-    DT_THROW(ConfigError, "dtrain submit: no training arguments; put the config and its options after '--', e.g. "
-                          "'dtrain submit --nodes 2 -- configs/x.toml --set epochs=10'");
+    DT_THROW(ConfigError, "dtrain submit: missing CONFIG; usage: dtrain submit [options] CONFIG [train options], "
+                          "e.g. 'dtrain submit --nodes 2 configs/x.toml --set epochs=10'");
+  }
+  // 'dtrain train' has none of submit's options: one after CONFIG was most likely meant
+  // for submit (the check below then fails on it; --dry-run and --no-check would not).
+  for (size_t i = 1; i < train.size(); ++i) {
+    const std::string& a = train[i];
+    if (a.rfind("--", 0) != 0 || a.size() == 2) continue;
+    std::string name = a.substr(2, a.find('=') == std::string::npos ? std::string::npos : a.find('=') - 2);
+    for (const char* own : {"nodes", "ntasks-per-node", "gpus-per-node", "time", "partition", "account",
+                            "job-name", "output", "chdir", "signal-seconds", "sbatch", "binary", "dry-run",
+                            "no-check"}) {
+      if (name == own) {
+        std::fprintf(stderr,
+                     "dtrain submit: warning: '%s' comes after CONFIG '%s', so it goes to 'dtrain train'; submit's "
+                     "own options go before CONFIG\n",
+                     a.c_str(), train[0].c_str());
+      }
+    }
   }
 
   SubmitOptions o;
@@ -208,8 +219,13 @@ int submit_main(const std::vector<std::string>& args) {
     return static_cast<int>(v);
   };
   o.nodes = positive("nodes", 1);
-  o.ntasks_per_node = positive("ntasks-per-node", 1);
   o.gpus_per_node = positive("gpus-per-node", 0);
+  if (p.has("ntasks-per-node")) {
+    o.ntasks_per_node = positive("ntasks-per-node", 1);
+  } else if (o.gpus_per_node > 0) {
+    o.ntasks_per_node = o.gpus_per_node;  // one rank per GPU
+    o.ntasks_from_gpus = true;
+  }
   o.signal_seconds = positive("signal-seconds", 1);
   if (p.has("time")) o.time = p.get("time");
   if (p.has("partition")) o.partition = p.get("partition");

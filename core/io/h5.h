@@ -7,13 +7,17 @@
 // type: it is stored as uint16 with the attribute dtype="bf16", so h5py users see the raw
 // bits and dtrain reads a BF16 tensor back. Files written here open in h5py and h5dump.
 //
-// Errors: every HDF5 call goes through H5_CHECK, which throws IoError naming the file, the
-// object, the innermost message of HDF5's error stack and what to do. HDF5's own printing
-// of its error stack to stderr is switched off (per thread: the Debian build is
-// thread-safe, where that setting is thread-local).
+// Errors: every HDF5 call goes through H5_CHECK (h5_capi.h), which throws IoError naming
+// the file, the object, the innermost message of HDF5's error stack and what to do. HDF5's
+// own printing of its error stack to stderr is switched off (per thread: the Debian build
+// is thread-safe, where that setting is thread-local).
 //
 // Thread safety: one H5File must not be used by two threads at once; distinct files may
 // be used from distinct threads (the library serializes calls internally).
+//
+// Code: h5.cpp (opening, closing, structure; errors and types), h5_tensor.cpp (tensors
+// and row ranges), h5_strings.cpp (string lists), h5_attributes.cpp (attributes);
+// h5_capi.h holds what they share with other code that calls the HDF5 C API.
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -23,8 +27,6 @@
 #include "core/tensor.h"
 
 namespace dtrain::io {
-
-class H5RowReader;
 
 // How a dataset is stored: its chunk shape (empty when contiguous) and its filters in
 // pipeline order ("shuffle", "gzip(4)", ...).
@@ -59,6 +61,9 @@ class H5File {
 
   const std::string& path() const { return path_; }
   bool is_open() const { return id_ >= 0; }
+  // The open file's hid_t, for code that calls the HDF5 C API itself (h5_capi.h); throws
+  // IoError when the file is closed.
+  int64_t file_id() const;
   // Flushes and closes; throws IoError on failure. Further use throws.
   void close();
   void flush();
@@ -80,17 +85,13 @@ class H5File {
   DType dtype_of(const std::string& dataset) const;
   DatasetLayout layout_of(const std::string& dataset) const;
 
-  // ---- row-wise writing and reading (datasets larger than memory) ----
+  // ---- row-wise writing (datasets larger than memory) ----
+  // (Reading: read_rows above; many reads of one dataset, the loader's path:
+  // data::RowReader in datasets/row_reader.h.)
   // Creates an uninitialized dataset (replacing one of that name), creating missing groups.
   void create_dataset(const std::string& dataset, const Shape& shape, DType dtype, const CreateOptions& options = {});
   // Writes `rows` (dtype and trailing dims as stored) at rows [start, start + rows.size(0)).
   void write_rows(const std::string& dataset, int64_t start, const Tensor& rows);
-  // An open handle for many row-range reads of one dataset without reopening it each
-  // time (the loader's path). chunk_cache_bytes sizes HDF5's chunk cache for it: -1 keeps
-  // HDF5's default (1 MiB), 0 disables it (uncompressed chunks are then read straight into
-  // the caller's buffer), > 0 holds that many bytes of decompressed chunks.
-  // `direct` false keeps every read inside the HDF5 library (Note [Direct row reads]).
-  H5RowReader open_rows(const std::string& dataset, int64_t chunk_cache_bytes = -1, bool direct = true) const;
 
   // ---- string lists (vocabularies) ----
   // A 1-D dataset of variable-length UTF-8 strings (h5py reads it as an array of bytes
@@ -128,63 +129,10 @@ class H5File {
  private:
   H5File(std::string path, int64_t id) : path_(std::move(path)), id_(id) {}
   static H5File open(const std::string& path, bool writable);
-  int64_t file_id() const;  // throws when closed
   void require_object(const std::string& object, const char* kind) const;
 
   std::string path_;
   int64_t id_ = -1;  // hid_t of the open file, -1 when closed
-};
-
-// An open dataset for repeated reads of row ranges along dim 0 straight into caller
-// memory (pinned buffers, ring slots). Keeps the dataset open, so its chunk cache
-// survives between reads. Same thread rules as H5File; it stays valid after the H5File it
-// came from is closed (HDF5 keeps the file open while objects are).
-class H5RowReader {
- public:
-  H5RowReader() = default;
-  H5RowReader(H5RowReader&& other) noexcept;
-  H5RowReader& operator=(H5RowReader&& other) noexcept;
-  H5RowReader(const H5RowReader&) = delete;
-  H5RowReader& operator=(const H5RowReader&) = delete;
-  ~H5RowReader();
-
-  const Shape& shape() const { return shape_; }
-  DType dtype() const { return dtype_; }
-  int64_t rows() const { return shape_.empty() ? 0 : shape_[0]; }
-  // Bytes of one row (the product of the trailing dims times the element size).
-  size_t row_bytes() const { return row_bytes_; }
-  // Reads rows [start, start + count) into dst, which holds count * row_bytes() bytes.
-  void read(int64_t start, int64_t count, void* dst) const;
-  // True when reads bypass the HDF5 library (see Note [Direct row reads]); such reads are
-  // safe from several threads at once.
-  bool direct() const { return fd_ >= 0; }
-
-  // Note [Direct row reads]: an HDF5 read call costs a few microseconds however few rows
-  // it moves, and the library serializes all calls, so a loader that reads short
-  // segments spends its time in HDF5, not in copying. When a dataset is stored without
-  // filters, in the file's byte order, either contiguously or in chunks that span whole
-  // rows, its rows are plain bytes at known file offsets: open_rows() then looks up every
-  // chunk's address once and read() becomes pread() calls on the file (no library call,
-  // no global lock). The fast path checks itself on open (the first and last rows read
-  // both ways must agree) and is skipped for anything else (compressed, chunked across
-  // the row, unallocated chunks), which goes through H5Dread as before.
-
- private:
-  friend class H5File;
-  void read_hdf5(int64_t start, int64_t count, void* dst) const;
-  void read_direct(int64_t start, int64_t count, void* dst) const;
-  void setup_direct();
-
-  std::string file_, dataset_;
-  int64_t id_ = -1;  // hid_t of the open dataset
-  Shape shape_;
-  DType dtype_ = DType::U8;
-  size_t row_bytes_ = 0;
-  // Direct reads: the file descriptor, rows per chunk (the whole dataset when contiguous)
-  // and each chunk's byte offset in the file.
-  int fd_ = -1;
-  int64_t chunk_rows_ = 0;
-  std::vector<int64_t> chunk_offsets_;
 };
 
 extern template std::string H5File::get_attribute<std::string>(const std::string&, const std::string&) const;
@@ -195,26 +143,4 @@ extern template std::vector<double> H5File::get_attribute<std::vector<double>>(c
 extern template std::vector<std::string> H5File::get_attribute<std::vector<std::string>>(
     const std::string&, const std::string&) const;
 
-namespace detail {
-// The innermost message on the calling thread's HDF5 error stack ("" when empty).
-std::string h5_error_message();
-
-template <typename R, typename... Args>
-R h5_check(R result, const char* expr, const char* file, int line, const Args&... what) {
-  if (result < 0) {
-    std::string hdf5 = h5_error_message();
-    ::dtrain::detail::throw_at<IoError>(file, line, what...,
-                                        hdf5.empty() ? "" : " (HDF5: ", hdf5, hdf5.empty() ? "" : ")",
-                                        " [", expr, "]");
-  }
-  return result;
-}
-}  // namespace detail
-
 }  // namespace dtrain::io
-
-// H5_CHECK(call, message parts...): evaluates an HDF5 C API call and returns its result;
-// a negative result (HDF5's failure value for hid_t, herr_t and htri_t) throws IoError with
-// the message parts (which name the file and object and say what to do), the innermost
-// HDF5 error message, the call and the source location.
-#define H5_CHECK(expr, ...) ::dtrain::io::detail::h5_check((expr), #expr, __FILE__, __LINE__, __VA_ARGS__)

@@ -1,5 +1,6 @@
-// Tests of core/io/h5: tensor round trips for every dtype, groups and listing, attributes,
-// and the errors a user sees for missing, foreign and damaged files.
+// Tests of core/io/h5: tensor round trips for every dtype, groups and listing, row-wise
+// writes and layouts, string lists, attributes, and the errors a user sees for missing,
+// foreign and damaged files. (Row readers: tests/datasets/test_row_reader.cpp.)
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -141,6 +142,22 @@ TEST_F(H5Test, ReadRowsReadsASlab) {
   EXPECT_EQ(rows.to_vector<int32_t>(), (std::vector<int32_t>{3, 4, 5, 6, 7, 8}));
   EXPECT_EQ(f.read_rows("x", 5, 0).shape(), (Shape{0, 3}));
   EXPECT_THROW(f.read_rows("x", 4, 2), IoError);
+}
+
+// (Moved here from tests/datasets/test_convert.cpp, where the converters use this API;
+// its row-reader half is in tests/datasets/test_row_reader.cpp.)
+TEST_F(H5Test, RowWritesLayoutAndStringLists) {
+  H5File f = H5File::create(file("rows.h5"));
+  f.create_dataset("/g/x", {10, 3}, DType::I32, {4, 6, true});
+  f.write_rows("/g/x", 2, Tensor::from_vector<int32_t>({1, 2, 3, 4, 5, 6}, {2, 3}));
+  DatasetLayout layout = f.layout_of("/g/x");
+  EXPECT_EQ(layout.chunks, (Shape{4, 3}));
+  EXPECT_EQ(layout.filters, (std::vector<std::string>{"shuffle", "gzip(6)"}));
+  EXPECT_THROW(f.write_rows("/g/x", 9, Tensor::zeros({2, 3}, DType::I32)), IoError);
+  EXPECT_THROW(f.write_rows("/g/x", 0, Tensor::zeros({2, 3}, DType::I64)), IoError);
+  f.write_strings("/v", {"<pad>", "", "grüße"});
+  EXPECT_EQ(f.read_strings("/v"), (std::vector<std::string>{"<pad>", "", "grüße"}));
+  EXPECT_THROW(f.read_strings("/g/x"), IoError);
 }
 
 TEST_F(H5Test, AttributesOfEveryType) {

@@ -1,5 +1,6 @@
-// Converters (IDX plain and gzip, CIFAR-10, sentence pairs), synthetic sets, the HDF5 row
-// API they write through, and `dtrain data` end to end.
+// Converters (IDX plain and gzip, CIFAR-10, sentence pairs), synthetic sets, and `dtrain
+// data` end to end. (The HDF5 row API they write through: tests/core/test_h5.cpp; reading
+// it back in row ranges: test_row_reader.cpp.)
 #include <gtest/gtest.h>
 #include <zlib.h>
 
@@ -271,29 +272,6 @@ TEST_F(ConvertTest, SynthIsSeeded) {
   io::H5File p = io::H5File::open_read(file("p.h5"));
   EXPECT_EQ(validate_pairs(p).tokens, "words");
   EXPECT_EQ(p.get_attribute<std::string>("/", "tokens"), "words");
-}
-
-TEST_F(ConvertTest, H5RowApi) {
-  io::H5File f = io::H5File::create(file("rows.h5"));
-  f.create_dataset("/g/x", {10, 3}, DType::I32, {4, 6, true});
-  f.write_rows("/g/x", 2, Tensor::from_vector<int32_t>({1, 2, 3, 4, 5, 6}, {2, 3}));
-  io::DatasetLayout layout = f.layout_of("/g/x");
-  EXPECT_EQ(layout.chunks, (Shape{4, 3}));
-  EXPECT_EQ(layout.filters, (std::vector<std::string>{"shuffle", "gzip(6)"}));
-  EXPECT_THROW(f.write_rows("/g/x", 9, Tensor::zeros({2, 3}, DType::I32)), IoError);
-  EXPECT_THROW(f.write_rows("/g/x", 0, Tensor::zeros({2, 3}, DType::I64)), IoError);
-  io::H5RowReader r = f.open_rows("/g/x", 1 << 20);
-  EXPECT_EQ(r.row_bytes(), 12u);
-  std::vector<int32_t> buf(6);
-  r.read(2, 2, buf.data());
-  EXPECT_EQ(buf, (std::vector<int32_t>{1, 2, 3, 4, 5, 6}));
-  EXPECT_THROW(r.read(9, 2, buf.data()), IoError);
-  f.write_strings("/v", {"<pad>", "", "grüße"});
-  EXPECT_EQ(f.read_strings("/v"), (std::vector<std::string>{"<pad>", "", "grüße"}));
-  EXPECT_THROW(f.read_strings("/g/x"), IoError);
-  f.close();
-  r.read(3, 1, buf.data());  // the reader keeps the file open
-  EXPECT_EQ(buf[0], 4);
 }
 
 using CliRun = dtrain::testing::CommandResult;

@@ -1,5 +1,6 @@
-// The dtrain program end to end: the lecture demos' printed results and the CLI's
-// handling of bad input (message and non-zero exit code).
+// The dtrain program end to end: the lecture demos' printed results, the CLI's handling
+// of bad input (message and non-zero exit code), and the batch script `dtrain submit
+// --dry-run` prints for the command lines users type.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -173,6 +174,91 @@ TEST(Cli, CudaDeviceWithoutAGpuIsAClearError) {
   CliRun r = dtrain("demo and --device cuda");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("cuda:0"), std::string::npos) << r.output;
+}
+
+// `dtrain submit --dry-run` with a fixed binary and directory: the script alone, no sbatch.
+CliRun submit(const std::string& args) { return dtrain("submit --dry-run --binary /opt/dtrain --chdir /jobs " + args); }
+
+bool has_line(const std::string& text, const std::string& line) {
+  std::istringstream lines(text);
+  std::string l;
+  while (std::getline(lines, l)) {
+    if (l == line) return true;
+  }
+  return false;
+}
+
+TEST(Submit, TrainOptionsFollowTheConfigWithoutDoubleDash) {
+  CliRun r = submit("--nodes 2 --sbatch --constraint=a100 configs/x.toml --set epochs=3 --checkpoint-dir ck");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(has_line(r.output, "#SBATCH --nodes=2")) << r.output;
+  EXPECT_TRUE(has_line(r.output, "#SBATCH --constraint=a100")) << r.output;
+  EXPECT_TRUE(has_line(r.output, "srun --mpi=pmix --kill-on-bad-exit=1 /opt/dtrain train configs/x.toml --set epochs=3 "
+                                 "--checkpoint-dir ck --resume auto &"))
+      << r.output;
+  EXPECT_EQ(r.output.find("warning"), std::string::npos) << r.output;
+}
+
+TEST(Submit, DoubleDashBeforeTheConfigStillWorks) {
+  const std::string mine = "--nodes 2 --sbatch=--mail-type=END --time 1:00:00";
+  const std::string train = "configs/x.toml --set epochs=3 --resume auto";
+  CliRun with = submit(mine + " -- " + train);
+  CliRun without = submit(mine + " " + train);
+  ASSERT_EQ(with.exit_code, 0) << with.output;
+  ASSERT_EQ(without.exit_code, 0) << without.output;
+  EXPECT_EQ(with.output, without.output);
+  EXPECT_TRUE(has_line(with.output, "#SBATCH --time=1:00:00")) << with.output;
+  EXPECT_TRUE(has_line(with.output, "#SBATCH --mail-type=END")) << with.output;
+  EXPECT_TRUE(has_line(with.output, "srun --mpi=pmix --kill-on-bad-exit=1 /opt/dtrain train configs/x.toml --set "
+                                    "epochs=3 --resume auto &"))
+      << with.output;
+}
+
+TEST(Submit, NtasksPerNodeDefaultsToGpusPerNode) {
+  CliRun gpus = submit("--nodes 2 --gpus-per-node 4 configs/x.toml");
+  ASSERT_EQ(gpus.exit_code, 0) << gpus.output;
+  EXPECT_TRUE(has_line(gpus.output, "#SBATCH --ntasks-per-node=4")) << gpus.output;
+  EXPECT_TRUE(has_line(gpus.output, "#SBATCH --gpus-per-node=4")) << gpus.output;
+  EXPECT_TRUE(has_line(gpus.output, "# --ntasks-per-node not given: one rank per GPU (--gpus-per-node)"))
+      << gpus.output;
+
+  CliRun given = submit("--gpus-per-node 4 --ntasks-per-node 2 configs/x.toml");
+  ASSERT_EQ(given.exit_code, 0) << given.output;
+  EXPECT_TRUE(has_line(given.output, "#SBATCH --ntasks-per-node=2")) << given.output;
+  EXPECT_EQ(given.output.find("not given"), std::string::npos) << given.output;
+
+  CliRun cpu = submit("configs/x.toml");
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.output;
+  EXPECT_TRUE(has_line(cpu.output, "#SBATCH --ntasks-per-node=1")) << cpu.output;
+  EXPECT_EQ(cpu.output.find("--gpus-per-node"), std::string::npos) << cpu.output;
+}
+
+TEST(Submit, SubmitOptionsAfterTheConfigGoToTrainWithAWarning) {
+  CliRun r = submit("configs/x.toml --nodes 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(has_line(r.output, "#SBATCH --nodes=1")) << r.output;
+  EXPECT_NE(r.output.find("/opt/dtrain train configs/x.toml --nodes 2 --resume auto &"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("warning: '--nodes' comes after CONFIG"), std::string::npos) << r.output;
+}
+
+TEST(Submit, MissingConfigAndBadOptionsAreUsageErrors) {
+  for (const char* args : {"", "--", "--nodes 2 --"}) {
+    CliRun r = submit(args);
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.output;
+    EXPECT_NE(r.output.find("missing CONFIG"), std::string::npos) << args << ": " << r.output;
+  }
+  CliRun bad = submit("--frobnicate configs/x.toml");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("unknown option '--frobnicate'"), std::string::npos) << bad.output;
+}
+
+TEST(Submit, HelpStatesWhereTrainOptionsStart) {
+  CliRun h = dtrain("submit --help");
+  ASSERT_EQ(h.exit_code, 0) << h.output;
+  EXPECT_NE(h.output.find("usage: dtrain submit [options] CONFIG [TRAIN-OPTIONS...]"), std::string::npos) << h.output;
+  EXPECT_NE(h.output.find("everything after it goes to 'dtrain train'"), std::string::npos) << h.output;
+  EXPECT_NE(h.output.find("default: --gpus-per-node when that is given"), std::string::npos) << h.output;
 }
 
 }  // namespace

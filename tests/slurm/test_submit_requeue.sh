@@ -86,7 +86,8 @@ export DTRAIN_TEST_STEP_DELAY_MS=50
   cfg.toml --checkpoint-dir job --checkpoint-every 100 > job.sh
 grep -q -- '--signal=B:USR1@10' job.sh && grep -q -- '--requeue' job.sh && grep -q -- '--open-mode=append' job.sh &&
   grep -q -- "srun --mpi=pmix .*$dtrain train cfg.toml .*--resume auto" job.sh || { cat job.sh; fail "unexpected batch script"; }
-job="$("$dtrain" submit --ntasks-per-node 2 --signal-seconds 10 --time 5 --output job.out -- \
+# (The script above was written with '--' before the config, the job is submitted without.)
+job="$("$dtrain" submit --ntasks-per-node 2 --signal-seconds 10 --time 5 --output job.out \
   cfg.toml --checkpoint-dir job --checkpoint-every 100)"
 [[ "$job" =~ ^[0-9]+$ ]] || fail "dtrain submit printed '$job', not a job id"
 echo "submitted job $job after $(elapsed)"

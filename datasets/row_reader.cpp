@@ -1,0 +1,193 @@
+// RowReader: see row_reader.h, Note [Direct row reads]. The HDF5 calls go through
+// core/io/h5_capi.h like those of core/io/h5*.cpp.
+#include "datasets/row_reader.h"
+
+#include <hdf5.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "core/io/h5_capi.h"
+
+namespace dtrain::data {
+
+using namespace io::detail;
+
+RowReader RowReader::open(const io::H5File& file, const std::string& dataset, int64_t chunk_cache_bytes,
+                          bool direct) {
+  hid_t fid = file.file_id();
+  OpenDataset d = open_dataset(file, fid, dataset);
+  const std::string where = "HDF5 file '" + file.path() + "', dataset '" + dataset + "'";
+  if (d.shape.empty()) DT_THROW(IoError, where, ": row reads need at least one dimension, the dataset is 0-dim");
+  RowReader r;
+  r.file_ = file.path();
+  r.dataset_ = dataset;
+  r.shape_ = d.shape;
+  r.dtype_ = d.dtype;
+  r.row_bytes_ = dtype_size(d.dtype);
+  for (size_t i = 1; i < d.shape.size(); ++i) r.row_bytes_ *= static_cast<size_t>(d.shape[i]);
+  if (chunk_cache_bytes >= 0) {
+    d.ds = Handle();
+    Handle dapl(H5_CHECK(H5Pcreate(H5P_DATASET_ACCESS), where, ": cannot create a property list"), H5Pclose);
+    // Slots: a prime well above the number of chunks the cache can hold (HDF5's advice).
+    H5_CHECK(H5Pset_chunk_cache(dapl.get(), 12421, static_cast<size_t>(chunk_cache_bytes), 1.0),
+             where, ": cannot size the chunk cache");
+    r.id_ = H5_CHECK(H5Dopen2(fid, dataset.c_str(), dapl.get()), where, ": cannot open the dataset");
+  } else {
+    r.id_ = d.ds.release();
+  }
+  if (direct) r.setup_direct();
+  return r;
+}
+
+void RowReader::setup_direct() {
+  // Any failure here only means "no fast path": errors are cleared, nothing is thrown.
+  auto fail = [&] {
+    H5Eclear2(H5E_DEFAULT);
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    chunk_offsets_.clear();
+  };
+  if (rows() == 0 || row_bytes_ == 0) return;
+  Handle dcpl(H5Dget_create_plist(id_), H5Pclose);
+  Handle type(H5Dget_type(id_), H5Tclose);
+  if (dcpl.get() < 0 || type.get() < 0) return fail();
+  if (H5Pget_nfilters(dcpl.get()) != 0 || H5Pget_external_count(dcpl.get()) != 0 ||
+      H5Tequal(type.get(), memory_type_of(dtype_)) <= 0) {
+    return fail();
+  }
+  H5D_layout_t layout = H5Pget_layout(dcpl.get());
+  if (layout == H5D_CONTIGUOUS) {
+    haddr_t addr = H5Dget_offset(id_);
+    if (addr == HADDR_UNDEF) return fail();
+    chunk_rows_ = rows();
+    chunk_offsets_.push_back(static_cast<int64_t>(addr));
+  } else if (layout == H5D_CHUNKED) {
+    std::vector<hsize_t> chunk(shape_.size());
+    if (H5Pget_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) != static_cast<int>(chunk.size())) {
+      return fail();
+    }
+    for (size_t i = 1; i < shape_.size(); ++i) {
+      if (static_cast<int64_t>(chunk[i]) != shape_[i]) return fail();  // a row spans several chunks
+    }
+    chunk_rows_ = static_cast<int64_t>(chunk[0]);
+    std::vector<hsize_t> offset(shape_.size(), 0);
+    for (int64_t row = 0; row < rows(); row += chunk_rows_) {
+      offset[0] = static_cast<hsize_t>(row);
+      unsigned mask = 0;
+      haddr_t addr = HADDR_UNDEF;
+      hsize_t size = 0;
+      if (H5Dget_chunk_info_by_coord(id_, offset.data(), &mask, &addr, &size) < 0 || addr == HADDR_UNDEF ||
+          size < static_cast<hsize_t>(chunk_rows_) * row_bytes_) {
+        return fail();  // unallocated (never written) or unexpected chunk
+      }
+      chunk_offsets_.push_back(static_cast<int64_t>(addr));
+    }
+  } else {
+    return fail();  // compact: tiny, not worth it
+  }
+  fd_ = ::open(file_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) return fail();
+  // Self-check: the first and last rows, both ways.
+  std::vector<unsigned char> a(row_bytes_), b(row_bytes_);
+  for (int64_t row : {int64_t{0}, rows() - 1}) {
+    try {
+      read_hdf5(row, 1, a.data());
+      read_direct(row, 1, b.data());
+    } catch (const std::exception&) {
+      return fail();
+    }
+    if (a != b) return fail();
+  }
+}
+
+RowReader::RowReader(RowReader&& o) noexcept
+    : file_(std::move(o.file_)),
+      dataset_(std::move(o.dataset_)),
+      id_(std::exchange(o.id_, -1)),
+      shape_(std::move(o.shape_)),
+      dtype_(o.dtype_),
+      row_bytes_(o.row_bytes_),
+      fd_(std::exchange(o.fd_, -1)),
+      chunk_rows_(o.chunk_rows_),
+      chunk_offsets_(std::move(o.chunk_offsets_)) {}
+
+RowReader& RowReader::operator=(RowReader&& o) noexcept {
+  if (this != &o) {
+    if (id_ >= 0) H5Dclose(id_);
+    if (fd_ >= 0) ::close(fd_);
+    file_ = std::move(o.file_);
+    dataset_ = std::move(o.dataset_);
+    id_ = std::exchange(o.id_, -1);
+    shape_ = std::move(o.shape_);
+    dtype_ = o.dtype_;
+    row_bytes_ = o.row_bytes_;
+    fd_ = std::exchange(o.fd_, -1);
+    chunk_rows_ = o.chunk_rows_;
+    chunk_offsets_ = std::move(o.chunk_offsets_);
+  }
+  return *this;
+}
+
+RowReader::~RowReader() {
+  if (id_ >= 0) H5Dclose(id_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void RowReader::read(int64_t start, int64_t count, void* dst) const {
+  if (id_ < 0) DT_THROW(IoError, "HDF5 file '", file_, "', dataset '", dataset_,
+                        "': the row reader is closed (or was moved from)");
+  if (start < 0 || count < 0 || start + count > rows()) {
+    DT_THROW(IoError, "HDF5 file '", file_, "', dataset '", dataset_, "': rows [", start, ", ", start + count,
+             ") are out of range for shape ", shape_str(shape_));
+  }
+  if (count == 0 || row_bytes_ == 0) return;
+  if (fd_ >= 0) return read_direct(start, count, dst);
+  read_hdf5(start, count, dst);
+}
+
+void RowReader::read_direct(int64_t start, int64_t count, void* dst) const {
+  auto* out = static_cast<unsigned char*>(dst);
+  for (int64_t row = start; row < start + count;) {
+    int64_t chunk = row / chunk_rows_;
+    int64_t in_chunk = std::min(start + count, (chunk + 1) * chunk_rows_) - row;
+    size_t bytes = static_cast<size_t>(in_chunk) * row_bytes_;
+    off_t at = static_cast<off_t>(chunk_offsets_[static_cast<size_t>(chunk)] +
+                                  (row - chunk * chunk_rows_) * static_cast<int64_t>(row_bytes_));
+    for (size_t done = 0; done < bytes;) {
+      ssize_t got = ::pread(fd_, out + done, bytes - done, at + static_cast<off_t>(done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        DT_THROW(IoError, "HDF5 file '", file_, "', dataset '", dataset_, "': cannot read rows [", row, ", ",
+                 row + in_chunk, "): ", got < 0 ? std::strerror(errno) : "the file ends early",
+                 "; the file may be damaged (truncated?)");
+      }
+      done += static_cast<size_t>(got);
+    }
+    out += bytes;
+    row += in_chunk;
+  }
+}
+
+void RowReader::read_hdf5(int64_t start, int64_t count, void* dst) const {
+  const std::string where = "HDF5 file '" + file_ + "', dataset '" + dataset_ + "'";
+  silence_hdf5_errors();
+  Handle fspace(H5_CHECK(H5Dget_space(id_), where, ": cannot read its shape"), H5Sclose);
+  std::vector<hsize_t> offset(shape_.size(), 0), extent(shape_.begin(), shape_.end());
+  offset[0] = static_cast<hsize_t>(start);
+  extent[0] = static_cast<hsize_t>(count);
+  H5_CHECK(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, offset.data(), nullptr, extent.data(), nullptr), where,
+           ": cannot select rows");
+  Handle mspace(H5_CHECK(H5Screate_simple(static_cast<int>(extent.size()), extent.data(), nullptr), where,
+                         ": cannot create a dataspace"),
+                H5Sclose);
+  H5_CHECK(H5Dread(id_, memory_type_of(dtype_), mspace.get(), fspace.get(), H5P_DEFAULT, dst), where,
+           ": cannot read rows [", start, ", ", start + count, "); the file may be damaged (truncated?)");
+}
+
+}  // namespace dtrain::data
