@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "datasets/convert.h"
 #include "datasets/inspect.h"
-#include "launcher/args.h"
+#include "launcher/cli/args.h"
 
 namespace dtrain::cli {
 

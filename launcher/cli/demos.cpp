@@ -12,7 +12,7 @@
 #include "core/nn/layers.h"
 #include "core/optim/optimizer.h"
 #include "core/runtime.h"
-#include "launcher/args.h"
+#include "launcher/cli/args.h"
 
 namespace dtrain::cli {
 

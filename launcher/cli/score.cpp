@@ -16,7 +16,7 @@
 #include "core/io/h5.h"
 #include "datasets/loader.h"
 #include "datasets/schema.h"
-#include "launcher/args.h"
+#include "launcher/cli/args.h"
 #include "launcher/train/config.h"
 #include "launcher/train/common.h"
 #include "launcher/train/registry.h"

@@ -6,10 +6,10 @@
 #include <cstdlib>
 
 #include "core/error.h"
-#include "launcher/args.h"
+#include "launcher/cli/args.h"
 #include "launcher/train/config.h"
 #include "launcher/train/signals.h"
-#include "launcher/slurm.h"
+#include "launcher/slurm/job.h"
 #include "launcher/train/loop.h"
 #include "launcher/train/world.h"
 

@@ -1,4 +1,4 @@
-#include "launcher/args.h"
+#include "launcher/cli/args.h"
 
 #include <sstream>
 
