@@ -12,7 +12,7 @@
 //   - SIGUSR1 to one rank stops both after the same step with a checkpoint and exit code
 //     75; resuming finishes with the uninterrupted run's parameters.
 // The trainer's test-only environment knobs (DTRAIN_TEST_*) are described in
-// launcher/trainer.cpp (TestKnobs). The tests skip, visibly, without mpirun.
+// launcher/train/common.h (TestKnobs). The tests skip, visibly, without mpirun.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>

@@ -2,7 +2,7 @@
 // (the target reverses the source): a single-process run (progress in tokens/s, the
 // evaluation line with held-out loss, token accuracy, BLEU and printed translations, the
 // JSON metrics), 2 ranks under mpirun training exactly like one process at the doubled
-// batch (Note [Seq2seq loss over the global batch] in launcher/trainer_seq2seq.cpp), a
+// batch (Note [Seq2seq loss over the global batch] in launcher/train/recipes/seq2seq.cpp), a
 // resume that continues exactly, and the set-up errors. The mpirun tests
 // skip, visibly, without mpirun.
 #include <gtest/gtest.h>
