@@ -312,17 +312,17 @@ TrainSummary TrainLoop::run() {
       const double rate = iv.wall > 0 ? iv.units / iv.wall : 0;
       const double eta = static_cast<double>(total_steps - step) * iv.wall / n;
       const int64_t epoch_now = (consumed - 1) / micro_per_epoch + 1;
-      const bool tokens = recipe.rate_in_tokens();
+      const Recipe::RateUnit unit = recipe.rate_unit();
       std::printf("step %lld/%lld | epoch %lld/%lld | %s | %.0f %s | data %.1f ms | allreduce %.1f ms | skew %.1f ms | "
                   "ETA %s\n",
                   static_cast<long long>(step), static_cast<long long>(total_steps), static_cast<long long>(epoch_now),
                   static_cast<long long>(epochs_total), recipe.progress(iv.sums, iv.units).c_str(), rate,
-                  tokens ? "tok/s" : "img/s", 1e3 * iv.data_wait / n, 1e3 * iv.comm_wait / n, 1e3 * iv.skew / n,
+                  unit.shown, 1e3 * iv.data_wait / n, 1e3 * iv.comm_wait / n, 1e3 * iv.skew / n,
                   duration_text(eta).c_str());
       std::fflush(stdout);
       m.write_metrics("{\"kind\":\"train\",\"step\":" + std::to_string(step) + ",\"epoch\":" + json_number(epoch_f) +
                       recipe.progress_fields(iv.sums, iv.units) +
-                      (tokens ? ",\"tokens_per_s\":" : ",\"images_per_s\":") + json_number(rate) +
+                      ",\"" + std::string(unit.metrics_key) + "\":" + json_number(rate) +
                       ",\"data_wait_s\":" + json_number(iv.data_wait / n) +
                       ",\"allreduce_wait_s\":" + json_number(iv.comm_wait / n) +
                       ",\"step_time_skew_s\":" + json_number(iv.skew / n) + ",\"steps_logged\":" +

@@ -135,8 +135,13 @@ class Recipe {
   // fields (",\"loss\":...") from statistics summed over ranks and the logged steps.
   virtual std::string progress(const std::vector<double>& sums, double units) const = 0;
   virtual std::string progress_fields(const std::vector<double>& sums, double units) const = 0;
-  // The progress line's rate: "img/s" (metrics key "images_per_s") or "tok/s" ("tokens_per_s").
-  virtual bool rate_in_tokens() const { return false; }
+  // What StepResult::units count, as the progress line shows their rate ("img/s") and the
+  // metrics record names it ("images_per_s").
+  struct RateUnit {
+    const char* shown;
+    const char* metrics_key;
+  };
+  virtual RateUnit rate_unit() const { return {"img/s", "images_per_s"}; }
   // The statistics of one step (sums over ranks) as the summary reports them.
   virtual Metrics step_metrics(const std::vector<double>& sums, double units) const = 0;
 

@@ -131,7 +131,7 @@ class Seq2SeqRecipe final : public SingleNetworkRecipe {
     return base_header(std::to_string(p.n) + " pairs, " + p.tokens + ", vocabularies " +
                        std::to_string(p.src_vocab.size()) + " / " + std::to_string(p.tgt_vocab.size()));
   }
-  bool rate_in_tokens() const override { return true; }
+  RateUnit rate_unit() const override { return {"tok/s", "tokens_per_s"}; }
   bool evaluates() const override { return test_ != nullptr; }
 
   Metrics evaluate(const RunContext& ctx, const EvalPoint& at) override {
