@@ -4,8 +4,8 @@
 // detail::kParallelMin elements on (ops/cpu/parallel.h).
 #include <cmath>
 
+#include "ops/common/checks.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/math.h"
 #include "ops/cpu/parallel.h"
 

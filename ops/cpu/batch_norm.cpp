@@ -13,8 +13,8 @@
 #include <string>
 #include <utility>
 
+#include "ops/common/checks.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/parallel.h"
 
 namespace dtrain::ops::cpu {

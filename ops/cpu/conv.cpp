@@ -24,8 +24,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "ops/common/checks.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/conv_paths.h"
 #include "ops/cpu/parallel.h"
 

@@ -1,8 +1,8 @@
 // Element type conversion on the CPU: out[i] = D(x[i]) for the pairs of DT_CONVERT_PAIRS
-// (ops/cpu/convert_value.h, which also states the rounding rules).   x, out: (n)
+// (ops/common/convert_value.h, which also states the rounding rules).   x, out: (n)
+#include "ops/common/checks.h"
+#include "ops/common/convert_value.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
-#include "ops/cpu/convert_value.h"
 
 namespace dtrain::ops::cpu {
 

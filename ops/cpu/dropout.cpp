@@ -1,16 +1,16 @@
 // Dropout on the CPU with the Philox stream of philox_uniform (ops/philox.h): element i
 // takes lane i % 4 of counter block offset + i / 4, u_i = uniform_value<T>(lane, 0, 1) in
-// [0, 1) (ops/cpu/random_math.h), and is kept when u_i >= p. The CUDA twin uses the same
+// [0, 1) (ops/common/random_math.h), and is kept when u_i >= p. The CUDA twin uses the same
 // formulas, so masks agree bit for bit; the kept values are x / (1 - p), one correctly
 // rounded division on both backends.
 //   forward:  y = kept ? x / (1 - p) : 0, mask = kept     x, y, mask: (n)
 //   backward: gx = mask ? gy / (1 - p) : 0                gy, mask, gx: (n)
 #include <string>
 
+#include "ops/common/checks.h"
+#include "ops/common/random_math.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/parallel.h"
-#include "ops/cpu/random_math.h"
 
 namespace dtrain::ops::cpu {
 

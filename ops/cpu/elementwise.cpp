@@ -1,8 +1,8 @@
 // Elementwise CPU kernels: fill, add/sub/mul/div, affine, axpby, scale_by.
 // All buffers are (n); every output is written with `=`, and out may alias an input.
 // Loops run on OpenMP threads from detail::kParallelMin elements on (ops/cpu/parallel.h).
+#include "ops/common/checks.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/parallel.h"
 
 namespace dtrain::ops::cpu {

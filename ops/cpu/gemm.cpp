@@ -5,8 +5,8 @@
 // calling BLAS, whose stride checks reject the empty operands.
 #include <cblas.h>
 
+#include "ops/common/gemm_checks.h"
 #include "ops/cpu.h"
-#include "ops/cpu/gemm_checks.h"
 
 namespace dtrain::ops::cpu {
 

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "ops/common/checks.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/parallel.h"
 
 namespace dtrain::ops::cpu {

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <string>
 
+#include "ops/common/checks.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 
 namespace dtrain::ops::cpu {
 

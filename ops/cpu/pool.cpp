@@ -11,8 +11,8 @@
 #include <limits>
 #include <string>
 
+#include "ops/common/checks.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/parallel.h"
 
 namespace dtrain::ops::cpu {

@@ -8,8 +8,8 @@
 // sums fixed chunks and then the chunk sums in order. The thread count never changes a bit.
 #include <algorithm>
 
+#include "ops/common/checks.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/parallel.h"
 
 namespace dtrain::ops::cpu {

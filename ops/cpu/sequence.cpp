@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "ops/common/checks.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/math.h"
 #include "ops/cpu/parallel.h"
 

@@ -3,11 +3,11 @@
 //             lane i % 4 of counter block offset + i / 4, ops/philox.h); kept = u_i >= p;
 //             y = kept ? x / (1 - p) : 0; mask[i] = kept. Uses ceil(n/4) counter blocks.
 //   backward: gx = mask ? gy / (1 - p) : 0 (=).
-// u_i comes from philox::uniform_value (ops/cpu/random_math.h), the formula the CPU twin
+// u_i comes from philox::uniform_value (ops/common/random_math.h), the formula the CPU twin
 // uses, so the masks agree bit for bit. One thread per counter block, like random.cu.
 #include <cmath>
 
-#include "ops/cpu/random_math.h"
+#include "ops/common/random_math.h"
 #include "ops/cuda/common.cuh"
 
 namespace dtrain::ops::cuda {

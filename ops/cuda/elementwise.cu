@@ -1,7 +1,7 @@
 // Elementwise CUDA kernels: fill, add/sub/mul/div, affine, axpby, scale_by, convert.
 // All buffers are (n) (g is (1), in device memory); outputs are written with `=` and
 // may alias an input. Every kernel is a grid-stride loop of 256-thread blocks.
-#include "ops/cpu/convert_value.h"
+#include "ops/common/convert_value.h"
 #include "ops/cuda/common.cuh"
 
 namespace dtrain::ops::cuda {
@@ -45,7 +45,7 @@ __global__ void scale_by_kernel(const T* x, const T* g, T* out, int64_t n) {
   for (int64_t i = grid_start(); i < n; i += grid_stride()) out[i] = x[i] * s;
 }
 
-// out[i] = D(x[i]), rounding rules in ops/cpu/convert_value.h.               x, out: (n)
+// out[i] = D(x[i]), rounding rules in ops/common/convert_value.h.               x, out: (n)
 template <typename S, typename D>
 __global__ void convert_kernel(const S* x, D* out, int64_t n) {
   for (int64_t i = grid_start(); i < n; i += grid_stride()) out[i] = ::dtrain::ops::detail::convert_value<S, D>(x[i]);

@@ -13,7 +13,7 @@
 // calling cuBLAS.
 #include <cublas_v2.h>
 
-#include "ops/cpu/gemm_checks.h"
+#include "ops/common/gemm_checks.h"
 #include "ops/cuda/common.cuh"
 
 namespace dtrain::ops::cuda {

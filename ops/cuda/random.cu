@@ -1,9 +1,9 @@
 // Philox4x32-10 fills on CUDA, producing the CPU twin's numbers (ops/cpu/random.cpp;
-// formulas in ops/cpu/random_math.h). One thread per counter block:
+// formulas in ops/common/random_math.h). One thread per counter block:
 //   uniform: thread b writes elements 4b .. 4b+3 from block offset + b  (lane i % 4)
 //   normal:  thread b writes elements 2b, 2b+1 from block offset + b    (lanes 0,1 / 2,3)
 // A fill of n elements uses ceil(n/4) resp. ceil(n/2) blocks (ops/philox.h).  out: (n)
-#include "ops/cpu/random_math.h"
+#include "ops/common/random_math.h"
 #include "ops/cuda/common.cuh"
 
 namespace dtrain::ops::cuda {

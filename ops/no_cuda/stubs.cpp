@@ -2,7 +2,7 @@
 // and the fix. Never a silent CPU fallback (STYLE.md item 1).
 #include <stdexcept>
 
-#include "ops/cpu/convert_value.h"  // DT_CONVERT_PAIRS
+#include "ops/common/convert_value.h"  // DT_CONVERT_PAIRS
 #include "ops/cuda.h"
 
 namespace dtrain::ops::cuda {
