@@ -1,5 +1,5 @@
 #pragma once
-// One element of convert<S, D>, shared by ops/cpu/convert.cpp and ops/cuda/elementwise.cu.
+// One element of convert<S, D>, shared by ops/cpu/convert.cpp and ops/cuda/convert.cu.
 // bf16 goes through float (float_to_bf16 / bf16_to_float, round to nearest even, NaN kept);
 // everything else is static_cast, so floating -> integer truncates toward zero and a value
 // outside D's range (or a NaN) has no defined result.

@@ -1,9 +1,5 @@
-// The linear layer's CUDA kernels: gemm (cuBLAS), bias_add and bias_grad.
-//   gemm:      C = alpha op(A) op(B) + beta C   op(A): (M, K), op(B): (K, N), C: (M, N)
-//   bias_add:  out[o, c, i] = x[o, c, i] + b[c]  x, out: (outer, C, inner); b: (C)
-//   bias_grad: gb[c] = sum_{o,i} gy[o, c, i] (=) gy: (outer, C, inner); gb: (C)
-// bias_grad is deterministic: one block per channel, each thread sums a fixed strided
-// subset in double, then a fixed shared-memory tree (detail::block_sum).
+// gemm on CUDA through cuBLAS, the twin of ops/cpu/gemm.cpp:
+//   C = alpha op(A) op(B) + beta C   op(A): (M, K), op(B): (K, N), C: (M, N)
 //
 // gemm is row-major over column-major cuBLAS: a row-major (R, S) matrix with row stride
 // ld is the column-major (S, R) matrix with leading dimension ld, its transpose. So
@@ -21,39 +17,12 @@ namespace {
 
 using namespace detail;
 
-constexpr int kBiasGradThreads = 256;
-constexpr int64_t kMaxChannelBlocks = 65535;
-
 // c[r, col] = beta == 0 ? 0 : beta * c[r, col] (gemm with k == 0).         c: (M, ldc)
 template <typename T>
 __global__ void scale_matrix_kernel(T* c, int64_t m, int64_t n, int64_t ldc, T beta) {
   for (int64_t i = grid_start(); i < m * n; i += grid_stride()) {
     T& v = c[(i / n) * ldc + i % n];
     v = beta == T(0) ? T(0) : beta * v;
-  }
-}
-
-// out[o, c, i] = x[o, c, i] + b[c]; channel of flat index j is (j / inner) % C.
-template <typename T>
-__global__ void bias_add_kernel(const T* x, const T* b, T* out, int64_t total, int64_t channels, int64_t inner) {
-  for (int64_t j = grid_start(); j < total; j += grid_stride()) out[j] = x[j] + b[(j / inner) % channels];
-}
-
-// Block per channel (strided when channels > gridDim.x); thread t sums elements
-// t, t + blockDim, ... of the channel's outer * inner values in double.
-template <typename T>
-__global__ void __launch_bounds__(kBiasGradThreads)
-    bias_grad_kernel(const T* gy, T* gb, int64_t outer, int64_t channels, int64_t inner) {
-  const int64_t count = outer * inner;
-  for (int64_t c = blockIdx.x; c < channels; c += gridDim.x) {
-    double acc = 0.0;
-    for (int64_t j = threadIdx.x; j < count; j += kBiasGradThreads) {
-      const int64_t o = j / inner;
-      const int64_t i = j - o * inner;
-      acc += static_cast<double>(gy[(o * channels + c) * inner + i]);
-    }
-    const double total = block_sum<kBiasGradThreads>(acc);
-    if (threadIdx.x == 0) gb[c] = static_cast<T>(total);
   }
 }
 
@@ -94,40 +63,9 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
             &alpha, b, static_cast<int>(ldb), a, static_cast<int>(lda), &beta, c, static_cast<int>(ldc));
 }
 
-template <typename T>
-void bias_add(const T* x, const T* b, T* out, int64_t outer, int64_t channels, int64_t inner, Exec ex) {
-  const char* kernel = "cuda::bias_add";
-  check_size(kernel, "outer", outer);
-  check_size(kernel, "channels", channels);
-  check_size(kernel, "inner", inner);
-  const int64_t total = outer * channels * inner;
-  check_ptr(kernel, "x", x, total);
-  check_ptr(kernel, "b", b, total > 0 ? channels : 0);
-  check_ptr(kernel, "out", out, total);
-  if (total == 0) return;
-  bias_add_kernel<<<blocks_for(total), kThreads, 0, stream_of(ex)>>>(x, b, out, total, channels, inner);
-  check_launch(kernel);
-}
-
-template <typename T>
-void bias_grad(const T* gy, T* gb, int64_t outer, int64_t channels, int64_t inner, Exec ex) {
-  const char* kernel = "cuda::bias_grad";
-  check_size(kernel, "outer", outer);
-  check_size(kernel, "channels", channels);
-  check_size(kernel, "inner", inner);
-  check_ptr(kernel, "gy", gy, outer * channels * inner);
-  check_ptr(kernel, "gb", gb, channels);
-  if (channels == 0) return;  // outer * inner == 0 still writes gb = 0
-  const auto blocks = static_cast<unsigned>(std::min(channels, kMaxChannelBlocks));
-  bias_grad_kernel<<<blocks, kBiasGradThreads, 0, stream_of(ex)>>>(gy, gb, outer, channels, inner);
-  check_launch(kernel);
-}
-
 #define DT_INSTANTIATE(T)                                                                                       \
   template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*, \
-                        int64_t, Exec);                                                                          \
-  template void bias_add<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, Exec);                           \
-  template void bias_grad<T>(const T*, T*, int64_t, int64_t, int64_t, Exec);
+                        int64_t, Exec);
 DT_INSTANTIATE(float)
 DT_INSTANTIATE(double)
 #undef DT_INSTANTIATE
