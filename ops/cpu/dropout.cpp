@@ -8,6 +8,7 @@
 #include <string>
 
 #include "ops/common/checks.h"
+#include "ops/common/instantiate.h"
 #include "ops/common/random_math.h"
 #include "ops/cpu.h"
 #include "ops/cpu/parallel.h"
@@ -60,11 +61,6 @@ void dropout_backward(const T* gy, const uint8_t* mask, T* gx, int64_t n, T p, E
   detail::parallel_for(n, [&](int64_t i) { gx[i] = mask[i] ? gy[i] / keep : T(0); });
 }
 
-#define DT_INSTANTIATE(T)                                                                        \
-  template void dropout_forward<T>(const T*, T*, uint8_t*, int64_t, T, uint64_t, uint64_t, Exec); \
-  template void dropout_backward<T>(const T*, const uint8_t*, T*, int64_t, T, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_DROPOUT_KERNELS)
 
 }  // namespace dtrain::ops::cpu

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "ops/common/checks.h"
+#include "ops/common/instantiate.h"
 #include "ops/common/random_math.h"
 #include "ops/cpu.h"
 
@@ -36,11 +37,6 @@ void philox_normal(T* out, int64_t n, uint64_t seed, uint64_t offset, T mean, T 
   }
 }
 
-#define DT_INSTANTIATE(T)                                                     \
-  template void philox_uniform<T>(T*, int64_t, uint64_t, uint64_t, T, T, Exec); \
-  template void philox_normal<T>(T*, int64_t, uint64_t, uint64_t, T, T, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_RANDOM_KERNELS)
 
 }  // namespace dtrain::ops::cpu

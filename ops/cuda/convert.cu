@@ -1,6 +1,8 @@
 // Element type conversion on CUDA, the twin of ops/cpu/convert.cpp: out[i] = D(x[i]) for
-// the pairs of DT_CONVERT_PAIRS, in one grid-stride loop of 256-thread blocks.
+// the pairs of DT_CONVERT_PAIRS (ops/kernels.inc), in one grid-stride loop of 256-thread
+// blocks.
 #include "ops/common/convert_value.h"
+#include "ops/common/instantiate.h"
 #include "ops/cuda/common.cuh"
 
 namespace dtrain::ops::cuda {
@@ -26,8 +28,6 @@ void convert(const S* x, D* out, int64_t n, Exec ex) {
   check_launch("cuda::convert");
 }
 
-#define DT_INSTANTIATE_CONVERT(S, D) template void convert<S, D>(const S*, D*, int64_t, Exec);
 DT_CONVERT_PAIRS(DT_INSTANTIATE_CONVERT)
-#undef DT_INSTANTIATE_CONVERT
 
 }  // namespace dtrain::ops::cuda

@@ -7,6 +7,7 @@
 // uses, so the masks agree bit for bit. One thread per counter block, like random.cu.
 #include <cmath>
 
+#include "ops/common/instantiate.h"
 #include "ops/common/random_math.h"
 #include "ops/cuda/common.cuh"
 
@@ -72,11 +73,6 @@ void dropout_backward(const T* gy, const uint8_t* mask, T* gx, int64_t n, T p, E
   check_launch(kernel);
 }
 
-#define DT_INSTANTIATE(T)                                                                          \
-  template void dropout_forward<T>(const T*, T*, uint8_t*, int64_t, T, uint64_t, uint64_t, Exec); \
-  template void dropout_backward<T>(const T*, const uint8_t*, T*, int64_t, T, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_DROPOUT_KERNELS)
 
 }  // namespace dtrain::ops::cuda

@@ -1,6 +1,7 @@
 // Elementwise CUDA kernels: fill, add/sub/mul/div, affine, axpby, scale_by.
 // All buffers are (n) (g is (1), in device memory); outputs are written with `=` and
 // may alias an input. Every kernel is a grid-stride loop of 256-thread blocks.
+#include "ops/common/instantiate.h"
 #include "ops/cuda/common.cuh"
 
 namespace dtrain::ops::cuda {
@@ -98,17 +99,6 @@ void scale_by(const T* x, const T* g, T* out, int64_t n, Exec ex) {
   check_launch("cuda::scale_by");
 }
 
-#define DT_INSTANTIATE(T)                                                  \
-  template void fill<T>(T*, T, int64_t, Exec);                             \
-  template void add<T>(const T*, const T*, T*, int64_t, Exec);             \
-  template void sub<T>(const T*, const T*, T*, int64_t, Exec);             \
-  template void mul<T>(const T*, const T*, T*, int64_t, Exec);             \
-  template void div<T>(const T*, const T*, T*, int64_t, Exec);             \
-  template void affine<T>(const T*, T*, T, T, int64_t, Exec);              \
-  template void axpby<T>(const T*, T*, T, T, int64_t, Exec);               \
-  template void scale_by<T>(const T*, const T*, T*, int64_t, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_ELEMENTWISE_KERNELS)
 
 }  // namespace dtrain::ops::cuda

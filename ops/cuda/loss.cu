@@ -13,6 +13,7 @@
 // Labels are not checked on the host (that would need a device-to-host copy): a label
 // outside [0, C) makes the loss NaN in the forward and its row of glogits NaN in the
 // backward, where the CPU twin throws.
+#include "ops/common/instantiate.h"
 #include "ops/cuda/common.cuh"
 
 namespace dtrain::ops::cuda {
@@ -194,15 +195,6 @@ void bce_logits_backward(const T* x, const T* y, const T* g, T* gx, T* gy, int64
   check_launch("cuda::bce_logits_backward");
 }
 
-#define DT_INSTANTIATE(T)                                                                               \
-  template void softmax_xent_forward<T>(const T*, const int64_t*, T*, T*, int64_t, int64_t, Exec);      \
-  template void softmax_xent_backward<T>(const T*, const int64_t*, const T*, T*, int64_t, int64_t, Exec); \
-  template void mse_forward<T>(const T*, const T*, T*, int64_t, Exec);                                  \
-  template void mse_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, Exec);                   \
-  template void bce_logits_forward<T>(const T*, const T*, T*, int64_t, Exec);                           \
-  template void bce_logits_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_LOSS_KERNELS)
 
 }  // namespace dtrain::ops::cuda

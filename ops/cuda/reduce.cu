@@ -5,6 +5,7 @@
 // Both sums are deterministic: each thread sums a fixed strided subset in double, then a
 // fixed shared-memory tree (detail::block_sum) combines the threads. bias_grad gives one
 // block to each channel; sum_all is one block of kReduceThreads threads.
+#include "ops/common/instantiate.h"
 #include "ops/cuda/common.cuh"
 
 namespace dtrain::ops::cuda {
@@ -90,12 +91,6 @@ void sum_all(const T* x, T* out, int64_t n, Exec ex) {
   check_launch("cuda::sum_all");
 }
 
-#define DT_INSTANTIATE(T)                                                                 \
-  template void bias_add<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, Exec); \
-  template void bias_grad<T>(const T*, T*, int64_t, int64_t, int64_t, Exec);          \
-  template void sum_all<T>(const T*, T*, int64_t, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_REDUCE_KERNELS)
 
 }  // namespace dtrain::ops::cuda
