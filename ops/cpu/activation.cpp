@@ -4,8 +4,9 @@
 // detail::kParallelMin elements on (ops/cpu/parallel.h).
 #include <cmath>
 
+#include "ops/common/checks.h"
+#include "ops/common/instantiate.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/math.h"
 #include "ops/cpu/parallel.h"
 
@@ -91,18 +92,6 @@ void step_forward(const T* x, T* y, int64_t n, Exec) {
   unary("cpu::step_forward", x, y, n, [](T v) { return v >= T(0) ? T(1) : T(0); });
 }
 
-#define DT_INSTANTIATE(T)                                                          \
-  template void sigmoid_forward<T>(const T*, T*, int64_t, Exec);                   \
-  template void sigmoid_backward<T>(const T*, const T*, T*, int64_t, Exec);        \
-  template void tanh_forward<T>(const T*, T*, int64_t, Exec);                      \
-  template void tanh_backward<T>(const T*, const T*, T*, int64_t, Exec);           \
-  template void relu_forward<T>(const T*, T*, int64_t, Exec);                      \
-  template void relu_backward<T>(const T*, const T*, T*, int64_t, Exec);           \
-  template void leaky_relu_forward<T>(const T*, T*, T, int64_t, Exec);             \
-  template void leaky_relu_backward<T>(const T*, const T*, T*, T, int64_t, Exec);  \
-  template void step_forward<T>(const T*, T*, int64_t, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_ACTIVATION_KERNELS)
 
 }  // namespace dtrain::ops::cpu

@@ -13,8 +13,9 @@
 #include <string>
 #include <utility>
 
+#include "ops/common/checks.h"
+#include "ops/common/instantiate.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/parallel.h"
 
 namespace dtrain::ops::cpu {
@@ -153,15 +154,6 @@ void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_
   });
 }
 
-#define DT_INSTANTIATE(T)                                                                                        \
-  template void batch_norm_forward_train<T>(const T*, const T*, const T*, T*, T*, T*, T*, T*, int64_t, int64_t,  \
-                                            int64_t, T, T, Exec);                                                \
-  template void batch_norm_forward_eval<T>(const T*, const T*, const T*, const T*, const T*, T*, int64_t,         \
-                                           int64_t, int64_t, T, Exec);                                           \
-  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, int64_t,     \
-                                       int64_t, int64_t, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_BATCH_NORM_KERNELS)
 
 }  // namespace dtrain::ops::cpu

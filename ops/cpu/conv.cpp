@@ -24,8 +24,9 @@
 #include <type_traits>
 #include <vector>
 
+#include "ops/common/checks.h"
+#include "ops/common/instantiate.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/conv_paths.h"
 #include "ops/cpu/parallel.h"
 
@@ -449,12 +450,6 @@ void conv2d_backward_weight(const Conv2dGeom& g, const T* x, const T* gy, T* gw,
   detail::conv2d_backward_weight_im2col(g, x, gy, gw);
 }
 
-#define DT_INSTANTIATE(T)                                                                                   \
-  template void conv2d_forward<T>(const Conv2dGeom&, const T*, const T*, T*, Exec);                         \
-  template void conv2d_backward_data<T>(const Conv2dGeom&, const T*, const T*, T*, Exec);                   \
-  template void conv2d_backward_weight<T>(const Conv2dGeom&, const T*, const T*, T*, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_CONV_KERNELS)
 
 }  // namespace dtrain::ops::cpu

@@ -1,8 +1,9 @@
 // Element type conversion on the CPU: out[i] = D(x[i]) for the pairs of DT_CONVERT_PAIRS
-// (ops/cpu/convert_value.h, which also states the rounding rules).   x, out: (n)
+// (ops/kernels.inc); rounding rules in ops/common/convert_value.h.        x, out: (n)
+#include "ops/common/checks.h"
+#include "ops/common/convert_value.h"
+#include "ops/common/instantiate.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
-#include "ops/cpu/convert_value.h"
 
 namespace dtrain::ops::cpu {
 
@@ -14,8 +15,6 @@ void convert(const S* x, D* out, int64_t n, Exec) {
   for (int64_t i = 0; i < n; ++i) out[i] = detail::convert_value<S, D>(x[i]);
 }
 
-#define DT_INSTANTIATE(S, D) template void convert<S, D>(const S*, D*, int64_t, Exec);
-DT_CONVERT_PAIRS(DT_INSTANTIATE)
-#undef DT_INSTANTIATE
+DT_CONVERT_PAIRS(DT_INSTANTIATE_CONVERT)
 
 }  // namespace dtrain::ops::cpu

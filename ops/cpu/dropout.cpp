@@ -1,16 +1,17 @@
 // Dropout on the CPU with the Philox stream of philox_uniform (ops/philox.h): element i
 // takes lane i % 4 of counter block offset + i / 4, u_i = uniform_value<T>(lane, 0, 1) in
-// [0, 1) (ops/cpu/random_math.h), and is kept when u_i >= p. The CUDA twin uses the same
+// [0, 1) (ops/common/random_math.h), and is kept when u_i >= p. The CUDA twin uses the same
 // formulas, so masks agree bit for bit; the kept values are x / (1 - p), one correctly
 // rounded division on both backends.
 //   forward:  y = kept ? x / (1 - p) : 0, mask = kept     x, y, mask: (n)
 //   backward: gx = mask ? gy / (1 - p) : 0                gy, mask, gx: (n)
 #include <string>
 
+#include "ops/common/checks.h"
+#include "ops/common/instantiate.h"
+#include "ops/common/random_math.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/parallel.h"
-#include "ops/cpu/random_math.h"
 
 namespace dtrain::ops::cpu {
 
@@ -60,11 +61,6 @@ void dropout_backward(const T* gy, const uint8_t* mask, T* gx, int64_t n, T p, E
   detail::parallel_for(n, [&](int64_t i) { gx[i] = mask[i] ? gy[i] / keep : T(0); });
 }
 
-#define DT_INSTANTIATE(T)                                                                        \
-  template void dropout_forward<T>(const T*, T*, uint8_t*, int64_t, T, uint64_t, uint64_t, Exec); \
-  template void dropout_backward<T>(const T*, const uint8_t*, T*, int64_t, T, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_DROPOUT_KERNELS)
 
 }  // namespace dtrain::ops::cpu

@@ -1,8 +1,9 @@
 // Elementwise CPU kernels: fill, add/sub/mul/div, affine, axpby, scale_by.
 // All buffers are (n); every output is written with `=`, and out may alias an input.
 // Loops run on OpenMP threads from detail::kParallelMin elements on (ops/cpu/parallel.h).
+#include "ops/common/checks.h"
+#include "ops/common/instantiate.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/parallel.h"
 
 namespace dtrain::ops::cpu {
@@ -77,17 +78,6 @@ void scale_by(const T* x, const T* g, T* out, int64_t n, Exec) {
   parallel_for(n, [&](int64_t i) { out[i] = x[i] * s; });
 }
 
-#define DT_INSTANTIATE(T)                                                  \
-  template void fill<T>(T*, T, int64_t, Exec);                             \
-  template void add<T>(const T*, const T*, T*, int64_t, Exec);             \
-  template void sub<T>(const T*, const T*, T*, int64_t, Exec);             \
-  template void mul<T>(const T*, const T*, T*, int64_t, Exec);             \
-  template void div<T>(const T*, const T*, T*, int64_t, Exec);             \
-  template void affine<T>(const T*, T*, T, T, int64_t, Exec);              \
-  template void axpby<T>(const T*, T*, T, T, int64_t, Exec);               \
-  template void scale_by<T>(const T*, const T*, T*, int64_t, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_ELEMENTWISE_KERNELS)
 
 }  // namespace dtrain::ops::cpu

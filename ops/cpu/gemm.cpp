@@ -5,8 +5,9 @@
 // calling BLAS, whose stride checks reject the empty operands.
 #include <cblas.h>
 
+#include "ops/common/gemm_checks.h"
+#include "ops/common/instantiate.h"
 #include "ops/cpu.h"
-#include "ops/cpu/gemm_checks.h"
 
 namespace dtrain::ops::cpu {
 
@@ -43,9 +44,6 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
             c, static_cast<int>(ldc));
 }
 
-template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
-                          int64_t, float, float*, int64_t, Exec);
-template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
-                           int64_t, double, double*, int64_t, Exec);
+DT_INSTANTIATE_KERNELS(DT_GEMM_KERNELS)
 
 }  // namespace dtrain::ops::cpu

@@ -11,8 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "ops/common/checks.h"
+#include "ops/common/instantiate.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/parallel.h"
 
 namespace dtrain::ops::cpu {
@@ -146,15 +147,6 @@ void bce_logits_backward(const T* x, const T* y, const T* g, T* gx, T* gy, int64
   });
 }
 
-#define DT_INSTANTIATE(T)                                                                               \
-  template void softmax_xent_forward<T>(const T*, const int64_t*, T*, T*, int64_t, int64_t, Exec);      \
-  template void softmax_xent_backward<T>(const T*, const int64_t*, const T*, T*, int64_t, int64_t, Exec); \
-  template void mse_forward<T>(const T*, const T*, T*, int64_t, Exec);                                  \
-  template void mse_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, Exec);                   \
-  template void bce_logits_forward<T>(const T*, const T*, T*, int64_t, Exec);                           \
-  template void bce_logits_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_LOSS_KERNELS)
 
 }  // namespace dtrain::ops::cpu

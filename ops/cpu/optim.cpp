@@ -4,8 +4,9 @@
 #include <cmath>
 #include <string>
 
+#include "ops/common/checks.h"
+#include "ops/common/instantiate.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 
 namespace dtrain::ops::cpu {
 
@@ -61,11 +62,6 @@ void adam_step(T* param, const T* grad, T* m, T* v, int64_t n, T lr, T beta1, T 
   }
 }
 
-#define DT_INSTANTIATE(T)                                                                     \
-  template void sgd_step<T>(T*, const T*, T*, int64_t, T, T, T, T, bool, bool, Exec);         \
-  template void adam_step<T>(T*, const T*, T*, T*, int64_t, T, T, T, T, T, bool, int64_t, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_OPTIM_KERNELS)
 
 }  // namespace dtrain::ops::cpu

@@ -11,8 +11,9 @@
 #include <limits>
 #include <string>
 
+#include "ops/common/checks.h"
+#include "ops/common/instantiate.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/parallel.h"
 
 namespace dtrain::ops::cpu {
@@ -228,15 +229,6 @@ void adaptive_avg_pool2d_backward(const AdaptivePoolGeom& g, const T* gy, T* gx,
   });
 }
 
-#define DT_INSTANTIATE(T)                                                                          \
-  template void max_pool2d_forward<T>(const Pool2dGeom&, const T*, T*, int32_t*, Exec);            \
-  template void max_pool2d_backward<T>(const Pool2dGeom&, const T*, const int32_t*, T*, Exec);     \
-  template void avg_pool2d_forward<T>(const Pool2dGeom&, const T*, T*, Exec);                      \
-  template void avg_pool2d_backward<T>(const Pool2dGeom&, const T*, T*, Exec);                     \
-  template void adaptive_avg_pool2d_forward<T>(const AdaptivePoolGeom&, const T*, T*, Exec);       \
-  template void adaptive_avg_pool2d_backward<T>(const AdaptivePoolGeom&, const T*, T*, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_POOL_KERNELS)
 
 }  // namespace dtrain::ops::cpu

@@ -1,12 +1,13 @@
 // Philox4x32-10 fills on the CPU. Element i of a uniform fill takes lane i % 4 of counter
 // block offset + i / 4; element i of a normal fill takes lanes 2 (i % 2) and 2 (i % 2) + 1
-// of block offset + i / 2 (ops/philox.h). The formulas live in ops/cpu/random_math.h,
+// of block offset + i / 2 (ops/philox.h). The formulas live in ops/common/random_math.h,
 // shared with the CUDA twin.                                                  out: (n)
 #include <cmath>
 
+#include "ops/common/checks.h"
+#include "ops/common/instantiate.h"
+#include "ops/common/random_math.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
-#include "ops/cpu/random_math.h"
 
 namespace dtrain::ops::cpu {
 
@@ -36,11 +37,6 @@ void philox_normal(T* out, int64_t n, uint64_t seed, uint64_t offset, T mean, T 
   }
 }
 
-#define DT_INSTANTIATE(T)                                                     \
-  template void philox_uniform<T>(T*, int64_t, uint64_t, uint64_t, T, T, Exec); \
-  template void philox_normal<T>(T*, int64_t, uint64_t, uint64_t, T, T, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_RANDOM_KERNELS)
 
 }  // namespace dtrain::ops::cpu

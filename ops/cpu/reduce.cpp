@@ -8,8 +8,9 @@
 // sums fixed chunks and then the chunk sums in order. The thread count never changes a bit.
 #include <algorithm>
 
+#include "ops/common/checks.h"
+#include "ops/common/instantiate.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/parallel.h"
 
 namespace dtrain::ops::cpu {
@@ -85,12 +86,6 @@ void sum_all(const T* x, T* out, int64_t n, Exec) {
   out[0] = static_cast<T>(detail::chunked_sum(n, [x](int64_t i) { return static_cast<double>(x[i]); }));
 }
 
-#define DT_INSTANTIATE(T)                                                               \
-  template void bias_add<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, Exec);   \
-  template void bias_grad<T>(const T*, T*, int64_t, int64_t, int64_t, Exec);            \
-  template void sum_all<T>(const T*, T*, int64_t, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_REDUCE_KERNELS)
 
 }  // namespace dtrain::ops::cpu

@@ -13,8 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "ops/common/checks.h"
+#include "ops/common/instantiate.h"
 #include "ops/cpu.h"
-#include "ops/cpu/checks.h"
 #include "ops/cpu/math.h"
 #include "ops/cpu/parallel.h"
 
@@ -329,25 +330,6 @@ void masked_softmax_backward(const T* y, const T* gy, T* gx, int64_t rows, int64
   });
 }
 
-#define DT_INSTANTIATE(T)                                                                                         \
-  template void embedding_forward<T>(const int64_t*, const T*, T*, int64_t, int64_t, int64_t, Exec);             \
-  template void embedding_backward<T>(const int64_t*, const T*, T*, int64_t, int64_t, int64_t, int64_t, Exec);   \
-  template void softmax_xent_masked_forward<T>(const T*, const int64_t*, T*, T*, T*, int64_t, int64_t, int64_t,  \
-                                               Exec);                                                            \
-  template void softmax_xent_masked_backward<T>(const T*, const int64_t*, const T*, const T*, T*, int64_t,       \
-                                                int64_t, int64_t, Exec);                                         \
-  template void lstm_cell_forward<T>(const T*, const T*, T*, T*, T*, int64_t, int64_t, Exec);                    \
-  template void lstm_cell_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, int64_t, int64_t, \
-                                      Exec);                                                                     \
-  template void length_select<T>(const int64_t*, int64_t, const T*, const T*, T*, int64_t, int64_t, Exec);       \
-  template void time_gather<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, Exec);                          \
-  template void time_scatter<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, Exec);                         \
-  template void batched_gemv<T>(bool, const T*, const T*, T*, int64_t, int64_t, int64_t, Exec);                  \
-  template void batched_outer<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, Exec);                       \
-  template void masked_softmax_forward<T>(const T*, const int64_t*, T*, int64_t, int64_t, Exec);                 \
-  template void masked_softmax_backward<T>(const T*, const T*, T*, int64_t, int64_t, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_SEQUENCE_KERNELS)
 
 }  // namespace dtrain::ops::cpu

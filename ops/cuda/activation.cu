@@ -2,6 +2,7 @@
 // ops/cuda/common.cuh) with the functors below. Buffers are (n); outputs written with `=`.
 // Backward kernels take the forward output y (sigmoid, tanh) or input x (relu,
 // leaky_relu), as in ops/kernels.inc.
+#include "ops/common/instantiate.h"
 #include "ops/cuda/common.cuh"
 
 namespace dtrain::ops::cuda {
@@ -93,18 +94,6 @@ void step_forward(const T* x, T* y, int64_t n, Exec ex) {
   launch_map1("cuda::step_forward", "x", x, y, n, ex, StepOp{});
 }
 
-#define DT_INSTANTIATE(T)                                                          \
-  template void sigmoid_forward<T>(const T*, T*, int64_t, Exec);                   \
-  template void sigmoid_backward<T>(const T*, const T*, T*, int64_t, Exec);        \
-  template void tanh_forward<T>(const T*, T*, int64_t, Exec);                      \
-  template void tanh_backward<T>(const T*, const T*, T*, int64_t, Exec);           \
-  template void relu_forward<T>(const T*, T*, int64_t, Exec);                      \
-  template void relu_backward<T>(const T*, const T*, T*, int64_t, Exec);           \
-  template void leaky_relu_forward<T>(const T*, T*, T, int64_t, Exec);             \
-  template void leaky_relu_backward<T>(const T*, const T*, T*, T, int64_t, Exec);  \
-  template void step_forward<T>(const T*, T*, int64_t, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_ACTIVATION_KERNELS)
 
 }  // namespace dtrain::ops::cuda

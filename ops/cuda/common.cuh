@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "ops/cpu/checks.h"
+#include "ops/common/checks.h"
 #include "ops/cuda.h"
 
 namespace dtrain::ops::cuda::detail {

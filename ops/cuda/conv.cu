@@ -35,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "ops/common/instantiate.h"
 #include "ops/cuda/common.cuh"
 
 namespace dtrain::ops::cuda {
@@ -375,12 +376,6 @@ void conv2d_backward_weight(const Conv2dGeom& g, const T* x, const T* gy, T* gw,
             });
 }
 
-#define DT_INSTANTIATE(T)                                                                         \
-  template void conv2d_forward<T>(const Conv2dGeom&, const T*, const T*, T*, Exec);               \
-  template void conv2d_backward_data<T>(const Conv2dGeom&, const T*, const T*, T*, Exec);         \
-  template void conv2d_backward_weight<T>(const Conv2dGeom&, const T*, const T*, T*, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_CONV_KERNELS)
 
 }  // namespace dtrain::ops::cuda

@@ -3,11 +3,12 @@
 //             lane i % 4 of counter block offset + i / 4, ops/philox.h); kept = u_i >= p;
 //             y = kept ? x / (1 - p) : 0; mask[i] = kept. Uses ceil(n/4) counter blocks.
 //   backward: gx = mask ? gy / (1 - p) : 0 (=).
-// u_i comes from philox::uniform_value (ops/cpu/random_math.h), the formula the CPU twin
+// u_i comes from philox::uniform_value (ops/common/random_math.h), the formula the CPU twin
 // uses, so the masks agree bit for bit. One thread per counter block, like random.cu.
 #include <cmath>
 
-#include "ops/cpu/random_math.h"
+#include "ops/common/instantiate.h"
+#include "ops/common/random_math.h"
 #include "ops/cuda/common.cuh"
 
 namespace dtrain::ops::cuda {
@@ -72,11 +73,6 @@ void dropout_backward(const T* gy, const uint8_t* mask, T* gx, int64_t n, T p, E
   check_launch(kernel);
 }
 
-#define DT_INSTANTIATE(T)                                                                          \
-  template void dropout_forward<T>(const T*, T*, uint8_t*, int64_t, T, uint64_t, uint64_t, Exec); \
-  template void dropout_backward<T>(const T*, const uint8_t*, T*, int64_t, T, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_DROPOUT_KERNELS)
 
 }  // namespace dtrain::ops::cuda

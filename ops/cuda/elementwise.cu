@@ -1,7 +1,7 @@
-// Elementwise CUDA kernels: fill, add/sub/mul/div, affine, axpby, scale_by, convert.
+// Elementwise CUDA kernels: fill, add/sub/mul/div, affine, axpby, scale_by.
 // All buffers are (n) (g is (1), in device memory); outputs are written with `=` and
 // may alias an input. Every kernel is a grid-stride loop of 256-thread blocks.
-#include "ops/cpu/convert_value.h"
+#include "ops/common/instantiate.h"
 #include "ops/cuda/common.cuh"
 
 namespace dtrain::ops::cuda {
@@ -43,12 +43,6 @@ template <typename T>
 __global__ void scale_by_kernel(const T* x, const T* g, T* out, int64_t n) {
   const T s = *g;
   for (int64_t i = grid_start(); i < n; i += grid_stride()) out[i] = x[i] * s;
-}
-
-// out[i] = D(x[i]), rounding rules in ops/cpu/convert_value.h.               x, out: (n)
-template <typename S, typename D>
-__global__ void convert_kernel(const S* x, D* out, int64_t n) {
-  for (int64_t i = grid_start(); i < n; i += grid_stride()) out[i] = ::dtrain::ops::detail::convert_value<S, D>(x[i]);
 }
 
 }  // namespace
@@ -105,31 +99,6 @@ void scale_by(const T* x, const T* g, T* out, int64_t n, Exec ex) {
   check_launch("cuda::scale_by");
 }
 
-template <typename S, typename D>
-void convert(const S* x, D* out, int64_t n, Exec ex) {
-  check_size("cuda::convert", "n", n);
-  check_ptr("cuda::convert", "x", x, n);
-  check_ptr("cuda::convert", "out", out, n);
-  if (n == 0) return;
-  convert_kernel<S, D><<<blocks_for(n), kThreads, 0, stream_of(ex)>>>(x, out, n);
-  check_launch("cuda::convert");
-}
-
-#define DT_INSTANTIATE(T)                                                  \
-  template void fill<T>(T*, T, int64_t, Exec);                             \
-  template void add<T>(const T*, const T*, T*, int64_t, Exec);             \
-  template void sub<T>(const T*, const T*, T*, int64_t, Exec);             \
-  template void mul<T>(const T*, const T*, T*, int64_t, Exec);             \
-  template void div<T>(const T*, const T*, T*, int64_t, Exec);             \
-  template void affine<T>(const T*, T*, T, T, int64_t, Exec);              \
-  template void axpby<T>(const T*, T*, T, T, int64_t, Exec);               \
-  template void scale_by<T>(const T*, const T*, T*, int64_t, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
-
-#define DT_INSTANTIATE_CONVERT(S, D) template void convert<S, D>(const S*, D*, int64_t, Exec);
-DT_CONVERT_PAIRS(DT_INSTANTIATE_CONVERT)
-#undef DT_INSTANTIATE_CONVERT
+DT_INSTANTIATE_KERNELS(DT_ELEMENTWISE_KERNELS)
 
 }  // namespace dtrain::ops::cuda

@@ -1,5 +1,4 @@
-// Reductions and losses on CUDA (mean reduction for losses).
-//   sum_all:      out[0] = sum x                   x: (n); out: (1)
+// Losses on CUDA (mean reduction), the twins of ops/cpu/loss.cpp.
 //   softmax_xent: probs = softmax(logits) row-wise, loss[0] = mean_r (lse_r - x[r, label_r]);
 //                 glogits = (probs - onehot) g[0] / N (=)
 //                 logits, probs, glogits: (N, C); labels: (N); loss, g: (1)
@@ -14,22 +13,13 @@
 // Labels are not checked on the host (that would need a device-to-host copy): a label
 // outside [0, C) makes the loss NaN in the forward and its row of glogits NaN in the
 // backward, where the CPU twin throws.
+#include "ops/common/instantiate.h"
 #include "ops/cuda/common.cuh"
 
 namespace dtrain::ops::cuda {
 namespace {
 
 using namespace detail;
-
-// out[0] = sum of x; <<<1, kReduceThreads>>>.
-template <typename T>
-__global__ void __launch_bounds__(kReduceThreads)
-    sum_all_kernel(const T* x, T* out, int64_t n) {
-  double acc = 0.0;
-  for (int64_t i = threadIdx.x; i < n; i += kReduceThreads) acc += static_cast<double>(x[i]);
-  const double total = block_sum<kReduceThreads>(acc);
-  if (threadIdx.x == 0) out[0] = static_cast<T>(total);
-}
 
 // <<<1, kReduceThreads>>>: warp w handles rows w, w + 32, ...; its lanes stride the
 // classes. The xor butterflies leave the same value in every lane (a + b == b + a), so
@@ -131,16 +121,6 @@ __global__ void bce_logits_backward_kernel(const T* x, const T* y, const T* g, T
 }  // namespace
 
 template <typename T>
-void sum_all(const T* x, T* out, int64_t n, Exec ex) {
-  check_size("cuda::sum_all", "n", n);
-  check_ptr("cuda::sum_all", "x", x, n);
-  check_ptr("cuda::sum_all", "out", out, 1);
-  // n == 0 still launches: out[0] = 0.
-  sum_all_kernel<<<1, kReduceThreads, 0, stream_of(ex)>>>(x, out, n);
-  check_launch("cuda::sum_all");
-}
-
-template <typename T>
 void softmax_xent_forward(const T* logits, const int64_t* labels, T* probs, T* loss, int64_t rows, int64_t classes,
                           Exec ex) {
   const char* kernel = "cuda::softmax_xent_forward";
@@ -215,16 +195,6 @@ void bce_logits_backward(const T* x, const T* y, const T* g, T* gx, T* gy, int64
   check_launch("cuda::bce_logits_backward");
 }
 
-#define DT_INSTANTIATE(T)                                                                               \
-  template void sum_all<T>(const T*, T*, int64_t, Exec);                                                \
-  template void softmax_xent_forward<T>(const T*, const int64_t*, T*, T*, int64_t, int64_t, Exec);      \
-  template void softmax_xent_backward<T>(const T*, const int64_t*, const T*, T*, int64_t, int64_t, Exec); \
-  template void mse_forward<T>(const T*, const T*, T*, int64_t, Exec);                                  \
-  template void mse_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, Exec);                   \
-  template void bce_logits_forward<T>(const T*, const T*, T*, int64_t, Exec);                           \
-  template void bce_logits_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_LOSS_KERNELS)
 
 }  // namespace dtrain::ops::cuda

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "ops/common/instantiate.h"
 #include "ops/cuda/common.cuh"
 
 namespace dtrain::ops::cuda {
@@ -81,11 +82,6 @@ void adam_step(T* param, const T* grad, T* m, T* v, int64_t n, T lr, T beta1, T 
   check_launch(kernel);
 }
 
-#define DT_INSTANTIATE(T)                                                                     \
-  template void sgd_step<T>(T*, const T*, T*, int64_t, T, T, T, T, bool, bool, Exec);         \
-  template void adam_step<T>(T*, const T*, T*, T*, int64_t, T, T, T, T, T, bool, int64_t, Exec);
-DT_INSTANTIATE(float)
-DT_INSTANTIATE(double)
-#undef DT_INSTANTIATE
+DT_INSTANTIATE_KERNELS(DT_OPTIM_KERNELS)
 
 }  // namespace dtrain::ops::cuda

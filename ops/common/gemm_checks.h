@@ -6,7 +6,7 @@
 #include <climits>
 #include <string>
 
-#include "ops/cpu/checks.h"
+#include "ops/common/checks.h"
 
 namespace dtrain::ops::detail {
 
