@@ -6,7 +6,7 @@
 // match calls by name: a rank that skips a collective or issues them in another order
 // pairs its buffers with the wrong ones on the other ranks, which at best fails and at
 // worst hangs. dtrain keeps the contract by construction (the Reducer launches buckets
-// strictly in bucket order, and the Trainer's per-step collectives are fixed), and checks
+// strictly in bucket order, and the training loop's per-step collectives are fixed), and checks
 // what it can before the first step (distributed/agreement.h): parameter shapes, bucket
 // layout, batch size, dataset and build, so a mismatch is an error message, not a hang.
 //

@@ -1,5 +1,5 @@
 // The threads backend: ranks are threads of one process, for unit tests of everything
-// above the transport (Reducer, agreement, Trainer logic) without mpirun.
+// above the transport (Reducer, agreement, the training loop) without mpirun.
 //
 // Design: the groups of one world share a Rendezvous. Each group numbers its calls
 // 0, 1, 2, ...; call k of every rank meets in the Rendezvous's slot k (Note [Same call

@@ -101,19 +101,19 @@ int train_main(const std::vector<std::string>& args) {
   // From here on SIGTERM/SIGUSR1 only request a stop at the next step boundary.
   signals::install_stop_handlers();
   launcher::World world(config.device);
-  launcher::TrainLoop trainer(config, world);  // collective set-up: a failure stops every rank
+  launcher::TrainLoop loop(config, world);  // collective set-up: a failure stops every rank
   // SIGUSR1 is what `dtrain submit` asks Slurm to send before the time limit: stop and
   // requeue. SIGTERM (scancel, shutdown, preemption, which requeues by itself where the
   // cluster is set up so) stops with a checkpoint but does not requeue.
-  trainer.set_stop_request([] {
+  loop.set_stop_request([] {
     if (!signals::stop_requested()) return static_cast<int>(launcher::TrainLoop::kNoStop);
     return static_cast<int>(signals::stop_signal() == SIGUSR1 ? launcher::TrainLoop::kStopAndRequeue
                                                                : launcher::TrainLoop::kStop);
   });
-  trainer.preflight();                       // collective agreement: a mismatch stops every rank
+  loop.preflight();  // collective agreement: a mismatch stops every rank
   launcher::TrainSummary summary;
   try {
-    summary = trainer.run();
+    summary = loop.run();
   } catch (const std::exception& e) {
     if (world.size() > 1) {
       // Other ranks may be waiting in a collective this rank will never join.

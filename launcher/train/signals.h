@@ -1,9 +1,9 @@
 #pragma once
 // Stop requests from signals: SIGTERM (Slurm's and the OS's "please end") and SIGUSR1
 // (what `dtrain submit` asks Slurm to send some time before the job's limit) only set a
-// flag here. The Trainer reads it once per step and carries it on the per-step
-// all-gather, so every rank stops after the same step and rank 0 writes a checkpoint
-// (docs/CHECKPOINTS.md). Nothing else happens inside the handler: it is
+// flag here. The training loop (launcher/train/loop.h) reads it once per step and carries
+// it on the per-step all-gather, so every rank stops after the same step and rank 0 writes
+// a checkpoint (docs/CHECKPOINTS.md). Nothing else happens inside the handler: it is
 // async-signal-safe by doing nothing but store a sig_atomic_t.
 //
 // The flag is process-wide state by nature (a signal is delivered to the process), the
