@@ -1,6 +1,7 @@
 // The training configuration: see config.h.
 #include "launcher/train/config.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -17,6 +18,24 @@
 #include "launcher/train/registry.h"
 
 namespace dtrain::launcher {
+
+std::vector<ConfigKey> optimizer_keys(const std::string& table, OptimizerConfig Config::*member, const std::string& who,
+                                      const std::string& lr) {
+  auto key = [&](const char* name, KeyType type, const std::string& help, auto field) {
+    return ConfigKey{table + "." + name, type, who + help,
+                     [member, field](Config& c) -> void* { return &((c.*member).*field); }};
+  };
+  return {
+      key("name", KeyType::String, "sgd | adam | adamw", &OptimizerConfig::name),
+      key("lr", KeyType::Float, lr, &OptimizerConfig::lr),
+      key("momentum", KeyType::Float, "sgd momentum", &OptimizerConfig::momentum),
+      key("nesterov", KeyType::Bool, "sgd Nesterov momentum (needs momentum > 0)", &OptimizerConfig::nesterov),
+      key("weight_decay", KeyType::Float, "L2 penalty (sgd, adam) or decoupled decay (adamw)",
+          &OptimizerConfig::weight_decay),
+      key("betas", KeyType::FloatList, "adam, adamw: [beta1, beta2]", &OptimizerConfig::betas),
+      key("eps", KeyType::Float, "adam, adamw: denominator epsilon", &OptimizerConfig::eps),
+  };
+}
 
 void ConfigCheck::fail(const std::string& key, const std::string& what) const {
   auto it = origin_.find(key);
@@ -105,14 +124,6 @@ const std::vector<Key>& keys() {
       DT_KEY("steps", Int, steps, "optimizer steps to train; 0 = epochs x steps per epoch"),
       DT_KEY("grad_accum", Int, grad_accum, "micro-batches per optimizer step (gradients sync on the last)"),
       DT_KEY("seed", Int, seed, "initialization, data order, augmentation and dropout streams"),
-      DT_KEY("optimizer.name", String, optimizer.name, "sgd | adam | adamw"),
-      DT_KEY("optimizer.lr", Float, optimizer.lr, "peak learning rate"),
-      DT_KEY("optimizer.momentum", Float, optimizer.momentum, "sgd momentum"),
-      DT_KEY("optimizer.nesterov", Bool, optimizer.nesterov, "sgd Nesterov momentum (needs momentum > 0)"),
-      DT_KEY("optimizer.weight_decay", Float, optimizer.weight_decay,
-             "L2 penalty (sgd, adam) or decoupled decay (adamw)"),
-      DT_KEY("optimizer.betas", FloatList, optimizer.betas, "adam, adamw: [beta1, beta2]"),
-      DT_KEY("optimizer.eps", Float, optimizer.eps, "adam, adamw: denominator epsilon"),
       DT_KEY("schedule.name", String, schedule.name,
              "constant | step (lr x gamma^(step / step_size)) | cosine (linear warm-up, then half "
              "cosine to min_lr at the last step)"),
@@ -137,6 +148,9 @@ const std::vector<Key>& keys() {
              "complete checkpoints kept, older ones deleted after a new one is complete (--keep-last); 0 = all"),
       DT_KEY("checkpoint.final", Bool, checkpoint_final, "write a checkpoint after the last step"),
   };
+  std::vector<Key> opt = optimizer_keys("optimizer", &Config::optimizer, "", "peak learning rate");
+  common.insert(std::find_if(common.begin(), common.end(), [](const Key& k) { return k.name == "schedule.name"; }),
+                opt.begin(), opt.end());
   std::string names;
   for (const RecipeEntry& r : recipe_table()) {
     names += names.empty() ? "" : "; ";

@@ -5,6 +5,7 @@
 #include <initializer_list>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "launcher/train/config.h"
 
@@ -22,6 +23,12 @@ struct ConfigKey {
 
 #define DT_CONFIG_KEY(name, type, member, help) \
   ::dtrain::launcher::ConfigKey { name, ::dtrain::launcher::KeyType::type, help, [](::dtrain::launcher::Config& c) -> void* { return &c.member; } }
+
+// The seven keys of the OptimizerConfig `member` under `table` ("optimizer.name", ...);
+// every help text starts with `who` ("" or "dcgan generator's optimizer: "), and `lr` says
+// what the learning rate is.
+std::vector<ConfigKey> optimizer_keys(const std::string& table, OptimizerConfig Config::*member, const std::string& who,
+                                      const std::string& lr);
 
 // Validation: throws ConfigError naming the key and where its value came from (the file,
 // a --set, or "the default").

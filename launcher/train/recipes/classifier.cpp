@@ -32,16 +32,8 @@ class ClassifierRecipe final : public SingleNetworkRecipe {
     const int64_t classes = cfg_.model.classes > 0 ? cfg_.model.classes : train_schema_.num_classes();
     DT_CHECK_AS(classes >= train_schema_.num_classes(), ConfigError, "model.classes = ", cfg_.model.classes, " but ",
                 cfg_.data.train, " has ", train_schema_.num_classes(), " classes");
-    if (!cfg_.data.test.empty()) {
-      data::LoaderConfig tc = lc;
-      tc.path = cfg_.data.test;
-      tc.batch_size = cfg_.eval_batch_size > 0 ? cfg_.eval_batch_size : cfg_.batch_size;
-      tc.shuffle = false;
-      tc.drop_last = false;
-      tc.augment = {};
-      test_ = std::make_unique<data::Loader>(tc);
-      DT_CHECK_AS(test_->kind() == data::Kind::ImageClassification, ConfigError, "data.test = ", cfg_.data.test,
-                  " is a ", data::kind_name(test_->kind()), " file; an image classification file is needed");
+    open_test(lc, data::Kind::ImageClassification, "an image classification file is needed");
+    if (test_) {
       test_schema_ = test_->image_schema();
       const data::ImageSchema& a = train_schema_;
       const data::ImageSchema& b = test_schema_;
@@ -51,9 +43,10 @@ class ClassifierRecipe final : public SingleNetworkRecipe {
       DT_CHECK_AS(b.num_classes() <= classes, ConfigError, "data.test has ", b.num_classes(), " classes, the model ",
                   classes);
     }
-    models::BuiltClassifier built =
-        models::make_image_classifier(classifier_spec(cfg_.model), train_schema_.channels, train_schema_.height, train_schema_.width,
-                                      classes, static_cast<uint64_t>(cfg_.seed), ctx.world.rank());
+    const data::ImageSchema& s = train_schema_;
+    models::BuiltClassifier built = models::make_image_classifier(
+        classifier_spec(cfg_.model), s.channels, s.height, s.width, classes, static_cast<uint64_t>(cfg_.seed),
+        ctx.world.rank());
     module_ = built.module;
     description_ = built.description;
     finish_setup(ctx);
@@ -64,8 +57,6 @@ class ClassifierRecipe final : public SingleNetworkRecipe {
     return base_header(std::to_string(s.n) + " samples " + std::to_string(s.height) + "x" + std::to_string(s.width) +
                        "x" + std::to_string(s.channels));
   }
-
-  bool evaluates() const override { return test_ != nullptr; }
 
   Metrics evaluate(const RunContext& ctx, const EvalPoint& at) override {
     // Batch-norm running statistics differ between ranks (each saw its own batches):
@@ -130,18 +121,12 @@ class ClassifierRecipe final : public SingleNetworkRecipe {
     return accum > 1 ? fn::scale(mean, 1.0 / static_cast<double>(accum)) : mean;
   }
 
-  std::string manifest() const override {
-    std::string m = manifest_line("train", train_schema_);
-    if (test_) {
-      m += '\n';
-      m += manifest_line("test", test_schema_);
-    }
-    return m;
+  std::string file_manifest(const std::string& split, bool test) const override {
+    return manifest_line(split, test ? test_schema_ : train_schema_);
   }
 
  private:
   data::ImageSchema train_schema_, test_schema_;
-  std::unique_ptr<data::Loader> test_;
   TanhInputs train_inputs_, test_inputs_;
 };
 
@@ -150,7 +135,7 @@ std::vector<ConfigKey> classifier_keys() {
       DT_CONFIG_KEY("model.classes", Int, model.classes, "output classes; 0 = the training file's class count"),
       DT_CONFIG_KEY("model.dropout", Float, model.dropout, "dropout probability in the VGG classifiers, in [0, 1)"),
       DT_CONFIG_KEY("model.fc_dropout", Float, model.fc_dropout,
-             "mlp, small_cnn: dropout before the last layer, in [0, 1); 0 = none"),
+                    "mlp, small_cnn: dropout before the last layer, in [0, 1); 0 = none"),
   };
 }
 

@@ -348,34 +348,29 @@ class DcganRecipe final : public Recipe {
 };
 
 std::vector<ConfigKey> dcgan_keys() {
-  return {
+  std::vector<ConfigKey> keys = {
       DT_CONFIG_KEY("model.z_dim", Int, model.z_dim, "dcgan: noise dimension (nz)"),
       DT_CONFIG_KEY("model.g_channels", Int, model.g_channels, "dcgan: generator width (ngf)"),
       DT_CONFIG_KEY("model.d_channels", Int, model.d_channels, "dcgan: discriminator width (ndf)"),
-      DT_CONFIG_KEY("optimizer_g.name", String, optimizer_g.name, "dcgan generator's optimizer: adam | adamw | sgd"),
-      DT_CONFIG_KEY("optimizer_g.lr", Float, optimizer_g.lr, "dcgan generator's optimizer: learning rate (constant)"),
-      DT_CONFIG_KEY("optimizer_g.momentum", Float, optimizer_g.momentum, "dcgan generator's optimizer: sgd momentum"),
-      DT_CONFIG_KEY("optimizer_g.nesterov", Bool, optimizer_g.nesterov, "dcgan generator's optimizer: sgd Nesterov momentum"),
-      DT_CONFIG_KEY("optimizer_g.weight_decay", Float, optimizer_g.weight_decay, "dcgan generator's optimizer: L2 penalty (sgd, adam) or decoupled decay (adamw)"),
-      DT_CONFIG_KEY("optimizer_g.betas", FloatList, optimizer_g.betas, "dcgan generator's optimizer: adam, adamw [beta1, beta2]"),
-      DT_CONFIG_KEY("optimizer_g.eps", Float, optimizer_g.eps, "dcgan generator's optimizer: adam, adamw denominator epsilon"),
-      DT_CONFIG_KEY("optimizer_d.name", String, optimizer_d.name, "dcgan discriminator's optimizer: adam | adamw | sgd"),
-      DT_CONFIG_KEY("optimizer_d.lr", Float, optimizer_d.lr, "dcgan discriminator's optimizer: learning rate (constant)"),
-      DT_CONFIG_KEY("optimizer_d.momentum", Float, optimizer_d.momentum, "dcgan discriminator's optimizer: sgd momentum"),
-      DT_CONFIG_KEY("optimizer_d.nesterov", Bool, optimizer_d.nesterov, "dcgan discriminator's optimizer: sgd Nesterov momentum"),
-      DT_CONFIG_KEY("optimizer_d.weight_decay", Float, optimizer_d.weight_decay, "dcgan discriminator's optimizer: L2 penalty (sgd, adam) or decoupled decay (adamw)"),
-      DT_CONFIG_KEY("optimizer_d.betas", FloatList, optimizer_d.betas, "dcgan discriminator's optimizer: adam, adamw [beta1, beta2]"),
-      DT_CONFIG_KEY("optimizer_d.eps", Float, optimizer_d.eps, "dcgan discriminator's optimizer: adam, adamw denominator epsilon"),
       DT_CONFIG_KEY("gan.samples", String, gan.samples,
-             "dcgan: PNG written by rank 0 at each evaluation, a grid of G(fixed noise) (\"{step}\" in the name "
-             "is replaced by the step); \"\" = none"),
+                    "dcgan: PNG written by rank 0 at each evaluation, a grid of G(fixed noise) (\"{step}\" in the name "
+                    "is replaced by the step); \"\" = none"),
       DT_CONFIG_KEY("gan.samples_n", Int, gan.samples_n, "dcgan: images in the grid (the fixed noise batch)"),
       DT_CONFIG_KEY("gan.noise_seed", Int, gan.noise_seed, "dcgan: seed of the fixed noise batch"),
       DT_CONFIG_KEY("gan.export", String, gan.export_path,
-             "dcgan: HDF5 image file (docs/DATASETS.md) of gan.export_n samples of G, written by rank 0 after the "
-             "last step, for `dtrain score`; \"\" = none"),
+                    "dcgan: HDF5 image file (docs/DATASETS.md) of gan.export_n samples of G, written by rank 0 after the "
+                    "last step, for `dtrain score`; \"\" = none"),
       DT_CONFIG_KEY("gan.export_n", Int, gan.export_n, "dcgan: samples in gan.export"),
   };
+  // Between the model's keys and gan.*: the two optimizers.
+  const auto at = keys.begin() + 3;
+  std::vector<ConfigKey> g = optimizer_keys("optimizer_g", &Config::optimizer_g, "dcgan generator's optimizer: ",
+                                            "learning rate (constant)");
+  std::vector<ConfigKey> d = optimizer_keys("optimizer_d", &Config::optimizer_d, "dcgan discriminator's optimizer: ",
+                                            "learning rate (constant)");
+  g.insert(g.end(), d.begin(), d.end());
+  keys.insert(at, g.begin(), g.end());
+  return keys;
 }
 
 void validate_dcgan(const Config& c, const ConfigCheck& check) {

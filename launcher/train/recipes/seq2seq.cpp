@@ -91,15 +91,8 @@ class Seq2SeqRecipe final : public SingleNetworkRecipe {
   }
 
   void setup(const RunContext& ctx, const data::LoaderConfig& lc) override {
-    if (!cfg_.data.test.empty()) {
-      data::LoaderConfig tc = lc;
-      tc.path = cfg_.data.test;
-      tc.batch_size = cfg_.eval_batch_size > 0 ? cfg_.eval_batch_size : cfg_.batch_size;
-      tc.shuffle = false;
-      tc.drop_last = false;
-      test_ = std::make_unique<data::Loader>(tc);
-      DT_CHECK_AS(test_->kind() == data::Kind::SequencePairs, ConfigError, "data.test = ", cfg_.data.test, " is a ",
-                  data::kind_name(test_->kind()), " file; model.name = seq2seq needs a sequence-pair file");
+    open_test(lc, data::Kind::SequencePairs, "model.name = seq2seq needs a sequence-pair file");
+    if (test_) {
       test_pairs_ = test_->pair_schema();
       DT_CHECK_AS(test_pairs_.src_vocab == train_pairs_.src_vocab && test_pairs_.tgt_vocab == train_pairs_.tgt_vocab,
                   ConfigError, "data.test = ", cfg_.data.test, " and data.train = ", cfg_.data.train,
@@ -132,7 +125,6 @@ class Seq2SeqRecipe final : public SingleNetworkRecipe {
                        std::to_string(p.src_vocab.size()) + " / " + std::to_string(p.tgt_vocab.size()));
   }
   RateUnit rate_unit() const override { return {"tok/s", "tokens_per_s"}; }
-  bool evaluates() const override { return test_ != nullptr; }
 
   Metrics evaluate(const RunContext& ctx, const EvalPoint& at) override {
     module_->eval();
@@ -242,18 +234,12 @@ class Seq2SeqRecipe final : public SingleNetworkRecipe {
     return fn::scale(mean, weight);
   }
 
-  std::string manifest() const override {
-    std::string m = pair_manifest("train", train_pairs_);
-    if (test_) {
-      m += '\n';
-      m += pair_manifest("test", test_pairs_);
-    }
-    return m;
+  std::string file_manifest(const std::string& split, bool test) const override {
+    return pair_manifest(split, test ? test_pairs_ : train_pairs_);
   }
 
  private:
   data::PairSchema train_pairs_, test_pairs_;
-  std::unique_ptr<data::Loader> test_;
   models::Seq2Seq* seq_model_ = nullptr;  // module_
 };
 
@@ -262,12 +248,12 @@ std::vector<ConfigKey> seq2seq_keys() {
       DT_CONFIG_KEY("model.emb_dim", Int, model.emb_dim, "seq2seq: embedding width of both vocabularies"),
       DT_CONFIG_KEY("model.layers", Int, model.layers, "seq2seq: LSTM layers of the encoder and of the decoder"),
       DT_CONFIG_KEY("model.bidirectional", Bool, model.bidirectional,
-             "seq2seq: bidirectional encoder, hidden / 2 units per direction (model.hidden must be even)"),
+                    "seq2seq: bidirectional encoder, hidden / 2 units per direction (model.hidden must be even)"),
       DT_CONFIG_KEY("model.attention", String, model.attention, "seq2seq: Luong attention scoring, dot | general"),
       DT_CONFIG_KEY("seq2seq.translations", Int, seq2seq.translations,
-             "seq2seq: held-out sentences printed with their greedy translation at each evaluation"),
+                    "seq2seq: held-out sentences printed with their greedy translation at each evaluation"),
       DT_CONFIG_KEY("seq2seq.max_decode_len", Int, seq2seq.max_decode_len,
-             "seq2seq: greedy decoding length limit; 0 = the test file's target length"),
+                    "seq2seq: greedy decoding length limit; 0 = the test file's target length"),
   };
 }
 

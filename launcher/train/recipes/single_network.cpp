@@ -32,12 +32,30 @@ void SingleNetworkRecipe::make_reducers(dist::ProcessGroup& group, const dist::R
   reducer_ = std::make_unique<dist::Reducer>(group, params_, options);
 }
 
+void SingleNetworkRecipe::open_test(const data::LoaderConfig& lc, data::Kind kind, const std::string& needed) {
+  if (cfg_.data.test.empty()) return;
+  data::LoaderConfig tc = lc;
+  tc.path = cfg_.data.test;
+  tc.batch_size = cfg_.eval_batch_size > 0 ? cfg_.eval_batch_size : cfg_.batch_size;
+  tc.shuffle = false;
+  tc.drop_last = false;
+  tc.augment = {};
+  test_ = std::make_unique<data::Loader>(tc);
+  DT_CHECK_AS(test_->kind() == kind, ConfigError, "data.test = ", cfg_.data.test, " is a ",
+              data::kind_name(test_->kind()), " file; ", needed);
+}
+
 Recipe::Agreement SingleNetworkRecipe::agreement() const {
+  std::string manifest = file_manifest("train", false);
+  if (test_) {
+    manifest += '\n';
+    manifest += file_manifest("test", true);
+  }
   Agreement a;
   a.parameters = dist::describe_parameters(params_);
   a.layout = reducer_->layout();
   a.optimizer = optimizer_settings(cfg_.optimizer) + "; " + schedule_->describe();
-  a.dataset = manifest() + "\n" + augment_line(cfg_, tanh_inputs());
+  a.dataset = manifest + "\n" + augment_line(cfg_, tanh_inputs());
   return a;
 }
 

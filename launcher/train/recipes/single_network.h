@@ -33,6 +33,7 @@ class SingleNetworkRecipe : public Recipe {
   void restore(const std::string& path, const ckpt::Contents& c) override;
   std::string world_size_note(int64_t written_by) const override;
   std::string final_line(const TrainSummary& s, int world_size) const override;
+  bool evaluates() const override { return test_ != nullptr; }
 
  protected:
   explicit SingleNetworkRecipe(const Config& cfg) : cfg_(cfg) {}
@@ -42,8 +43,12 @@ class SingleNetworkRecipe : public Recipe {
   // One micro-batch's objective to differentiate (recorded on the step's tape); sets
   // `mean`, the loss to report, and `units`, what it averages over (samples or tokens).
   virtual Tensor objective(const data::Batch& b, int64_t accum, Tensor& mean, int64_t& units) = 0;
-  // The agreement check's data manifest (train and test files).
-  virtual std::string manifest() const = 0;
+  // The agreement check's line for the training file (test false) or data.test (true).
+  virtual std::string file_manifest(const std::string& split, bool test) const = 0;
+  // Opens data.test, when set, as test_: the evaluation batch size, in file order, every
+  // sample once (no drop_last), no augmentation. Refuses a file of another kind than
+  // `kind` (ConfigError ending with `needed`, e.g. "an image classification file is needed").
+  void open_test(const data::LoaderConfig& lc, data::Kind kind, const std::string& needed);
   virtual bool tanh_inputs() const { return cfg_.data.normalize == "tanh"; }
   RunHeader base_header(std::string data) const;
 
@@ -55,6 +60,7 @@ class SingleNetworkRecipe : public Recipe {
   std::unique_ptr<optim::Optimizer> optimizer_;
   std::unique_ptr<optim::LrSchedule> schedule_;
   std::unique_ptr<dist::Reducer> reducer_;
+  std::unique_ptr<data::Loader> test_;  // data.test; null without one
   std::vector<std::pair<std::string, Generator*>> generators_;  // this rank's streams
   double last_lr_ = 0;                                          // the rate of the last step
   std::vector<std::pair<Tensor, int64_t>> losses_;              // each micro-batch's mean loss, units
