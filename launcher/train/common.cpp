@@ -92,22 +92,17 @@ std::unique_ptr<optim::Optimizer> build_optimizer(const OptimizerConfig& o, cons
     s.weight_decay = o.weight_decay;
     return std::make_unique<optim::SGD>(params, s);
   }
-  if (o.name == "adam") {
-    optim::Adam::Options a;
-    a.lr = o.lr;
-    a.beta1 = o.betas[0];
-    a.beta2 = o.betas[1];
-    a.eps = o.eps;
-    a.weight_decay = o.weight_decay;
-    return std::make_unique<optim::Adam>(params, a);
-  }
-  optim::AdamW::Options a;
-  a.lr = o.lr;
-  a.beta1 = o.betas[0];
-  a.beta2 = o.betas[1];
-  a.eps = o.eps;
-  a.weight_decay = o.weight_decay;
-  return std::make_unique<optim::AdamW>(params, a);
+  // Adam and AdamW take the same settings (they differ in how weight decay applies).
+  auto adam = [&](auto options) {
+    options.lr = o.lr;
+    options.beta1 = o.betas[0];
+    options.beta2 = o.betas[1];
+    options.eps = o.eps;
+    options.weight_decay = o.weight_decay;
+    return options;
+  };
+  if (o.name == "adam") return std::make_unique<optim::Adam>(params, adam(optim::Adam::Options{}));
+  return std::make_unique<optim::AdamW>(params, adam(optim::AdamW::Options{}));
 }
 
 std::string optimizer_settings(const OptimizerConfig& o) {

@@ -26,10 +26,7 @@ bool contains(const std::string& s, const std::string& what) { return s.find(wha
 class TrainConfig : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("dtrain_config_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
+    dir_ = dtrain::testing::make_test_dir("config");
   }
   void TearDown() override { fs::remove_all(dir_); }
   // Writes `text` to NAME in the test's folder and returns the path.

@@ -55,10 +55,7 @@ std::pair<int64_t, int64_t> png_size(const std::string& path) {
 class GanRecipe : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("dtrain_gan_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
+    dir_ = dtrain::testing::make_test_dir("gan");
     train_ = (dir_ / "images.h5").string();
     CliRun r = shell(bin() + " data synth images --out " + train_ +
                      " --n 64 --height 28 --width 28 --channels 1 --classes 2 --chunk-rows 16 --seed 3");

@@ -55,10 +55,7 @@ class Resume : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!have_mpirun()) GTEST_SKIP() << "mpirun not on PATH: the checkpoint/resume tests need it";
-    dir_ = fs::temp_directory_path() / ("dtrain_resume_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = dtrain::testing::make_test_dir("resume");
     train_ = (dir_ / "train.h5").string();
     CommandResult r = shell(bin() + " data synth images --out " + train_ +
                             " --n 384 --height 8 --width 8 --channels 1 --classes 4 --chunk-rows 32 --seed 1");

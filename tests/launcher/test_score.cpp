@@ -66,10 +66,7 @@ TEST(InceptionScore, RejectsASizeThatIsNotNTimesK) {
 class ScoreCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("dtrain_score_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = dtrain::testing::make_test_dir("score");
     train_ = (dir_ / "train.h5").string();
     CliRun r = dtrain_cmd("data synth images --out " + train_ +
                           " --n 96 --height 8 --width 8 --channels 1 --classes 3 --chunk-rows 16 --seed 2");

@@ -31,10 +31,7 @@ std::string bin() { return dtrain::testing::dtrain_bin(); }
 class Seq2SeqRecipe : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("dtrain_s2s_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
+    dir_ = dtrain::testing::make_test_dir("s2s");
     train_ = (dir_ / "train.h5").string();
     test_ = (dir_ / "test.h5").string();
     for (auto [path, n, seed] : {std::tuple{train_, 256, 1}, std::tuple{test_, 40, 2}}) {

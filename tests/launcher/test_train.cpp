@@ -38,10 +38,7 @@ std::string bin() { return dtrain::testing::dtrain_bin(); }
 class TrainRun : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("dtrain_train_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
+    dir_ = dtrain::testing::make_test_dir("train");
     train_ = (dir_ / "train.h5").string();
     test_ = (dir_ / "test.h5").string();
     metrics_ = (dir_ / "out" / "metrics.jsonl").string();

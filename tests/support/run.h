@@ -3,10 +3,14 @@
 // (stdout and stderr together), its exit code and how long it took.
 #include <sys/wait.h>
 
+#include <gtest/gtest.h>
+#include <unistd.h>
+
 #include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <string>
@@ -50,6 +54,17 @@ inline std::string mpirun_prefix(int timeout_seconds = 120) {
   return "env -u SLURM_JOB_ID OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
          "OMPI_MCA_rmaps_base_oversubscribe=1 timeout " +
          std::to_string(timeout_seconds) + " mpirun";
+}
+
+// A fresh folder for one test: <temp>/dtrain_<tag>_<pid>_<test name>, emptied first.
+inline std::filesystem::path make_test_dir(const std::string& tag) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() /
+      ("dtrain_" + tag + "_" + std::to_string(::getpid()) + "_" +
+       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
 }
 
 inline std::vector<std::string> read_lines(const std::string& path) {
