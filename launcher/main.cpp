@@ -23,6 +23,8 @@ struct Command {
 constexpr Command kCommands[] = {
     {"data", "data", "convert public datasets to HDF5, make synthetic sets, inspect a file", dtrain::cli::data_main},
     {"demo", "demo NAME", "the lecture's first networks: and, xor, line, sobel", dtrain::cli::demo_main},
+    {"encode", "encode DATA", "an autoencoder's code of every image of an HDF5 file (docs/AUTOENCODER.md)",
+     dtrain::cli::encode_main},
     {"info", "info", "what this build contains and which devices it sees", dtrain::cli::info_main},
     {"score", "score FILE", "sample quality of image files (a GAN's output) with a classifier trained by dtrain",
      dtrain::cli::score_main},

@@ -8,7 +8,7 @@
 
 namespace dtrain::io {
 
-Image make_image_grid(const Tensor& images, int64_t border, uint8_t border_value) {
+Image make_image_grid(const Tensor& images, int64_t border, uint8_t border_value, int64_t columns) {
   DT_CHECK(images.defined() && images.ndim() == 4, "image grid: expected images (N, C, H, W), got ",
            images.defined() ? images.str() : "undefined");
   DT_CHECK(images.dtype() == DType::F32 || images.dtype() == DType::F64,
@@ -18,9 +18,9 @@ Image make_image_grid(const Tensor& images, int64_t border, uint8_t border_value
   DT_CHECK(c == 1 || c == 3, "image grid: images must have 1 or 3 channels, got ", images.str());
   DT_CHECK(border >= 0, "image grid: border must not be negative, got ", border);
 
-  int64_t cols = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(n))));
-  while (cols * cols < n) ++cols;  // guard against sqrt rounding down
-  while (cols > 1 && (cols - 1) * (cols - 1) >= n) --cols;
+  int64_t cols = columns > 0 ? columns : static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(n))));
+  while (columns <= 0 && cols * cols < n) ++cols;  // guard against sqrt rounding down
+  while (columns <= 0 && cols > 1 && (cols - 1) * (cols - 1) >= n) --cols;
   const int64_t rows = (n + cols - 1) / cols;
 
   Image grid;
@@ -47,8 +47,9 @@ Image make_image_grid(const Tensor& images, int64_t border, uint8_t border_value
   return grid;
 }
 
-void write_image_grid(const std::string& path, const Tensor& images, int64_t border, uint8_t border_value) {
-  write_image(path, make_image_grid(images, border, border_value));
+void write_image_grid(const std::string& path, const Tensor& images, int64_t border, uint8_t border_value,
+                      int64_t columns) {
+  write_image(path, make_image_grid(images, border, border_value, columns));
 }
 
 }  // namespace dtrain::io

@@ -17,8 +17,10 @@
 
 namespace dtrain::io {
 
-Image make_image_grid(const Tensor& images, int64_t border = 2, uint8_t border_value = 0);
+// `columns` > 0 fixes the number of columns instead (rows: ceil(N / columns)).
+Image make_image_grid(const Tensor& images, int64_t border = 2, uint8_t border_value = 0, int64_t columns = 0);
 // make_image_grid, written to `path` (.png, or .pgm/.ppm by channel count; core/io/image.h).
-void write_image_grid(const std::string& path, const Tensor& images, int64_t border = 2, uint8_t border_value = 0);
+void write_image_grid(const std::string& path, const Tensor& images, int64_t border = 2, uint8_t border_value = 0,
+                      int64_t columns = 0);
 
 }  // namespace dtrain::io

@@ -14,6 +14,9 @@ int data_main(const std::vector<std::string>& args);
 // `dtrain demo NAME`: the lecture's first networks, run through the normal library path
 // (modules, autograd, optimizers) so they double as end-to-end checks.
 int demo_main(const std::vector<std::string>& args);
+// `dtrain encode --checkpoint CKPT DATA --out FILE`: an autoencoder's code of every image
+// (docs/AUTOENCODER.md).
+int encode_main(const std::vector<std::string>& args);
 // `dtrain info`: the build's backends and the CUDA devices it sees.
 int info_main(const std::vector<std::string>& args);
 // `dtrain score --classifier CKPT FILE...`: sample quality of image files (docs/GAN.md).

@@ -85,17 +85,12 @@ Classifier load_classifier(const std::string& path, const std::string& data_over
   k.tanh_inputs = k.cfg.data.normalize == "tanh";  // "auto" is meanstd for a classifier
   k.model = models::make_image_classifier(launcher::classifier_spec(k.cfg.model), k.train.channels, k.train.height,
                                           k.train.width, k.classes, static_cast<uint64_t>(k.cfg.seed), 0);
-  nn::NamedTensors state = k.model.module->named_parameters();
-  for (const auto& b : k.model.module->named_buffers()) state.push_back(b);
   try {
-    ckpt::check_model(path, c.model, state);
+    launcher::load_model(path, c, *k.model.module);
   } catch (const ValueError& e) {
     DT_THROW(ValueError, e.what(), " (model rebuilt from its stored config and ", data_path,
              "; is --classifier-data the file it was trained on?)");
   }
-  std::map<std::string, const Tensor*> in_file;
-  for (const auto& [n, t] : c.model) in_file[n] = &t;
-  for (const auto& [n, t] : state) t.copy_(*in_file.at(n));
   k.model.module->eval();
   return k;
 }

@@ -40,16 +40,24 @@ std::string format(const char* fmt, ...) {
   return s;
 }
 
+void load_model(const std::string& path, const ckpt::Contents& c, nn::Module& m) {
+  nn::NamedTensors state = m.named_parameters();
+  for (const auto& b : m.named_buffers()) state.push_back(b);
+  ckpt::check_model(path, c.model, state);
+  std::map<std::string, const Tensor*> in_file;
+  for (const auto& [n, t] : c.model) in_file[n] = &t;
+  for (const auto& [n, t] : state) t.copy_(in_file.at(n)->to(t.device()));
+}
+
 void check_checkpoint_seed(const std::string& path, int64_t written_seed, const Config& cfg, const char* fixes) {
   DT_CHECK_AS(written_seed == cfg.seed, ConfigError, "checkpoint '", path, "' was written with seed ", written_seed,
               ", this run has seed ", cfg.seed, ": resume with --set seed=", written_seed, " (the seed fixes ", fixes,
               ")");
 }
 
-std::string augment_line(const Config& cfg, bool tanh_inputs) {
+std::string augment_line(const Config& cfg, const char* inputs) {
   std::ostringstream os;
-  os << "augment pad_crop " << cfg.data.pad_crop << " hflip " << cfg.data.hflip << "; inputs "
-     << (tanh_inputs ? "tanh" : "meanstd");
+  os << "augment pad_crop " << cfg.data.pad_crop << " hflip " << cfg.data.hflip << "; inputs " << inputs;
   return os.str();
 }
 

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/checkpoint.h"
 #include "core/models/image_classifier.h"
 #include "core/nn/module.h"
 #include "core/optim/lr_schedule.h"
@@ -44,11 +45,14 @@ std::string json_string(const std::string& s);
 std::string json_number(double v);
 std::string duration_text(double s);
 std::string manifest_line(const std::string& split, const data::ImageSchema& s);
+// Checks that checkpoint `path` (read into `c`) holds m's parameters and buffers by name
+// and shape (ValueError naming the first mismatch) and copies them into m.
+void load_model(const std::string& path, const ckpt::Contents& c, nn::Module& m);
 // Throws ConfigError when checkpoint `path` was written with another seed than cfg.seed;
 // `fixes` says what the seed fixes ("the data order").
 void check_checkpoint_seed(const std::string& path, int64_t written_seed, const Config& cfg, const char* fixes);
 // The agreement check's last dataset line: "augment pad_crop 0 hflip 0; inputs meanstd".
-std::string augment_line(const Config& cfg, bool tanh_inputs);
+std::string augment_line(const Config& cfg, const char* inputs);
 // printf into a std::string.
 std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 

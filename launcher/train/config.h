@@ -74,6 +74,17 @@ struct Seq2SeqRecipeConfig {
   int64_t max_decode_len = 0;  // seq2seq.max_decode_len: greedy decoding limit; 0 = the test file's target length
 };
 
+// The autoencoder recipe (model.name = "autoencoder", docs/AUTOENCODER.md).
+struct AutoencoderRecipeConfig {
+  int64_t code = 32;           // autoencoder.code: the code's size
+  int64_t width = 32;          // autoencoder.width: channels of the first convolution
+  std::string loss = "bce";    // autoencoder.loss: bce | mse, on pixels in [0, 1]
+  std::string noise = "none";  // autoencoder.noise: none | gaussian | mask (denoising: corrupted inputs, clean targets)
+  double noise_level = 0.3;    // autoencoder.noise_level: gaussian std in pixel units, or the mask's drop probability
+  std::string samples;         // autoencoder.samples: PNG grid at each evaluation ("{step}" -> the step); "" none
+  int64_t samples_n = 8;       // autoencoder.samples_n: test images in the grid
+};
+
 struct Config {
   std::string source;  // where it was read from ("" for defaults only)
 
@@ -91,6 +102,7 @@ struct Config {
   OptimizerConfig optimizer_d{"adam", 2e-4, 0.0, false, 0.0, {0.5, 0.999}, 1e-8};
   GanConfig gan;
   Seq2SeqRecipeConfig seq2seq;
+  AutoencoderRecipeConfig autoencoder;
   ScheduleConfig schedule;
   int64_t log_interval = 50;   // log.interval
   std::string log_metrics;     // log.metrics: JSON-lines path ("" none)

@@ -6,6 +6,7 @@
 namespace dtrain::launcher {
 
 // Each recipe's entry, defined at the end of its file under recipes/.
+RecipeEntry autoencoder_recipe();
 RecipeEntry classifier_recipe();
 RecipeEntry dcgan_recipe();
 RecipeEntry seq2seq_recipe();
@@ -13,6 +14,7 @@ RecipeEntry seq2seq_recipe();
 const std::vector<RecipeEntry>& recipe_table() {
   static const std::vector<RecipeEntry> table = {
       classifier_recipe(),
+      autoencoder_recipe(),
       dcgan_recipe(),
       seq2seq_recipe(),
   };

@@ -64,5 +64,21 @@ TEST(ImageGrid, WritesAPngThatReadsBack) {
   std::filesystem::remove(path);
 }
 
+TEST(ImageGrid, FixedColumnsLayOutRows) {
+  // 6 images of 2x3 in 3 columns: 2 rows (the autoencoder's input / reconstruction rows).
+  std::vector<float> v(6 * 2 * 3);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = (i / 6) % 2 ? 1.0f : -1.0f;  // images 1, 3, 5 white
+  Image grid = make_image_grid(Tensor::from_vector<float>(v, {6, 1, 2, 3}), 1, 0, 3);
+  EXPECT_EQ(grid.width, 3 * 3 + 4);
+  EXPECT_EQ(grid.height, 2 * 2 + 3);
+  EXPECT_EQ(grid.at(1, 1), 0);        // image 0 (row 0, column 0): black
+  EXPECT_EQ(grid.at(1, 1 + 4), 255);  // image 1 (row 0, column 1): white
+  EXPECT_EQ(grid.at(1 + 3, 1), 255);  // image 3 (row 1, column 0): white
+  // Fewer images than a row: one row of `columns` cells.
+  Image one = make_image_grid(Tensor::from_vector<float>(std::vector<float>(2 * 6, 0.0f), {2, 1, 2, 3}), 1, 0, 4);
+  EXPECT_EQ(one.width, 4 * 3 + 5);
+  EXPECT_EQ(one.height, 2 + 2);
+}
+
 }  // namespace
 }  // namespace dtrain::io

@@ -25,6 +25,7 @@
 
 #include "core/checkpoint.h"
 #include "core/io/h5.h"
+#include "tests/support/checkpoints.h"
 #include "tests/support/paths.h"
 #include "tests/support/run.h"
 
@@ -145,31 +146,8 @@ TEST_F(GanRecipe, RefusesWhatTheRecipeDoesNotSupport) {
   EXPECT_TRUE(contains(typo.output, "unknown key 'gan.sample'")) << typo.output;
 }
 
-// Every dataset under `group` of two files, byte for byte; "" when equal, else the
-// first difference.
-std::string compare_group(const std::string& a, const std::string& b, const std::string& group) {
-  dtrain::io::H5File fa = dtrain::io::H5File::open_read(a), fb = dtrain::io::H5File::open_read(b);
-  std::vector<std::string> na = fa.list(group), nb = fb.list(group);
-  if (na != nb) return group + ": the files hold different tensors";
-  if (na.empty()) return group + ": empty";
-  for (const std::string& n : na) {
-    dtrain::Tensor ta = fa.read(group + "/" + n), tb = fb.read(group + "/" + n);
-    if (ta.shape() != tb.shape() || ta.dtype() != tb.dtype()) return group + "/" + n + ": shape or dtype differs";
-    if (std::memcmp(ta.raw_data(), tb.raw_data(), ta.nbytes()) != 0) return group + "/" + n + ": values differ";
-  }
-  return "";
-}
-
-// The complete training state of two dcgan checkpoints, bit for bit.
-void expect_same_state(const std::string& a, const std::string& b) {
-  for (const char* g : {"/model", "/optimizer", "/rng/rank0"}) {
-    EXPECT_EQ(compare_group(a, b, g), "") << a << " vs " << b;
-  }
-  dtrain::io::H5File fa = dtrain::io::H5File::open_read(a), fb = dtrain::io::H5File::open_read(b);
-  for (const char* attr : {"step", "epoch", "cursor", "optimizer_steps", "world_size", "global_batch"}) {
-    EXPECT_EQ(fa.get_attribute<int64_t>("/trainer", attr), fb.get_attribute<int64_t>("/trainer", attr)) << attr;
-  }
-}
+using dtrain::testing::compare_group;
+using dtrain::testing::expect_same_state;
 
 TEST_F(GanRecipe, CheckpointHoldsBothNetworksBothOptimizersAndTheNoiseStream) {
   const std::string ck = (dir_ / "ckpt").string();
@@ -312,30 +290,11 @@ TEST_F(GanRecipe, TwoRanksAtBatchBEqualOneProcessAtTwiceB) {
   ASSERT_EQ(ca.rng.size(), 1u);
   ASSERT_EQ(cb.rng.size(), 1u);
   EXPECT_EQ(ca.rng[0].state, cb.rng[0].state) << "the same noise drawn";
-  ASSERT_EQ(ca.model.size(), cb.model.size());
-  double max_abs = 0, max_rel = 0;
-  std::string worst;
-  for (size_t i = 0; i < ca.model.size(); ++i) {
-    const auto& [name, ta] = ca.model[i];
-    const auto& [name_b, tb] = cb.model[i];
-    ASSERT_EQ(name, name_b);
-    ASSERT_EQ(ta.shape(), tb.shape()) << name;
-    std::vector<float> va = ta.to_vector<float>(), vb = tb.to_vector<float>();
-    for (size_t j = 0; j < va.size(); ++j) {
-      const double diff = std::abs(static_cast<double>(va[j]) - vb[j]);
-      const double rel = diff / std::max(std::abs(static_cast<double>(va[j])), 1e-30);
-      if (diff > max_abs) {
-        max_abs = diff;
-        worst = name;
-      }
-      if (std::abs(va[j]) > 1e-4) max_rel = std::max(max_rel, rel);
-      EXPECT_TRUE(diff <= 1e-6 || rel <= 1e-5) << name << "[" << j << "]: " << va[j] << " vs " << vb[j];
-    }
-  }
+  const dtrain::testing::ModelDifference d = dtrain::testing::expect_close_models(ca, cb);
   // Not bit-equal in general (the all-reduce sums in another order), but close.
   std::printf("2 ranks x 4 vs 1 x 8 after 6 steps: max |diff| %.3g (in %s), max rel diff (values > 1e-4) %.3g\n",
-              max_abs, worst.c_str(), max_rel);
-  ::testing::Test::RecordProperty("max_abs_diff", std::to_string(max_abs));
+              d.max_abs, d.worst.c_str(), d.max_rel);
+  ::testing::Test::RecordProperty("max_abs_diff", std::to_string(d.max_abs));
 }
 
 TEST_F(GanRecipe, ExportWritesAnImageFileInTheDatasetSchema) {

@@ -30,6 +30,7 @@
 
 #include "core/checkpoint.h"
 #include "core/io/h5.h"
+#include "tests/support/checkpoints.h"
 #include "tests/support/paths.h"
 #include "tests/support/run.h"
 
@@ -88,28 +89,10 @@ class Resume : public ::testing::Test {
   std::string train_, config_;
 };
 
-// Every dataset under `group` of two files, byte for byte; "" when equal, else the
-// first difference.
-std::string compare_group(const std::string& a, const std::string& b, const std::string& group) {
-  dtrain::io::H5File fa = dtrain::io::H5File::open_read(a), fb = dtrain::io::H5File::open_read(b);
-  std::vector<std::string> na = fa.list(group), nb = fb.list(group);
-  if (na != nb) return group + ": the files hold different tensors";
-  if (na.empty()) return group + ": empty";
-  for (const std::string& n : na) {
-    dtrain::Tensor ta = fa.read(group + "/" + n), tb = fb.read(group + "/" + n);
-    if (ta.shape() != tb.shape() || ta.dtype() != tb.dtype()) return group + "/" + n + ": shape or dtype differs";
-    if (std::memcmp(ta.raw_data(), tb.raw_data(), ta.nbytes()) != 0) return group + "/" + n + ": values differ";
-  }
-  return "";
-}
-
+// Both ranks' streams and the schedule's counter too.
 void expect_same_state(const std::string& a, const std::string& b) {
-  for (const char* g : {"/model", "/optimizer"}) EXPECT_EQ(compare_group(a, b, g), "") << a << " vs " << b;
-  for (const char* r : {"/rng/rank0", "/rng/rank1"}) EXPECT_EQ(compare_group(a, b, r), "") << a << " vs " << b;
-  dtrain::io::H5File fa = dtrain::io::H5File::open_read(a), fb = dtrain::io::H5File::open_read(b);
-  for (const char* attr : {"step", "epoch", "cursor", "optimizer_steps", "schedule_step"}) {
-    EXPECT_EQ(fa.get_attribute<int64_t>("/trainer", attr), fb.get_attribute<int64_t>("/trainer", attr)) << attr;
-  }
+  dtrain::testing::expect_same_state(a, b, {"/model", "/optimizer", "/rng/rank0", "/rng/rank1"},
+                                     {"step", "epoch", "cursor", "optimizer_steps", "schedule_step"});
 }
 
 TEST_F(Resume, KilledRunsResumeBitExactly) {

@@ -19,7 +19,8 @@ namespace {
 class ClassifierRecipe final : public SingleNetworkRecipe {
  public:
   explicit ClassifierRecipe(const Config& cfg) : SingleNetworkRecipe(cfg) {
-    train_inputs_.on = test_inputs_.on = tanh_inputs();
+    const bool tanh = cfg.data.normalize == "tanh";  // "auto" is meanstd for a classifier
+    train_inputs_.range = test_inputs_.range = tanh ? PixelInputs::Range::kTanh : PixelInputs::Range::kMeanStd;
   }
 
   void check_train_data(const RunContext&, data::Loader& train) override {
@@ -127,7 +128,7 @@ class ClassifierRecipe final : public SingleNetworkRecipe {
 
  private:
   data::ImageSchema train_schema_, test_schema_;
-  TanhInputs train_inputs_, test_inputs_;
+  PixelInputs train_inputs_, test_inputs_;
 };
 
 std::vector<ConfigKey> classifier_keys() {

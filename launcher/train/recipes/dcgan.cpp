@@ -57,7 +57,9 @@ std::string optimizer_text(const OptimizerConfig& o) {
 
 class DcganRecipe final : public Recipe {
  public:
-  explicit DcganRecipe(const Config& cfg) : cfg_(cfg) { inputs_.on = cfg.data.normalize != "meanstd"; }
+  explicit DcganRecipe(const Config& cfg) : cfg_(cfg) {
+    inputs_.range = cfg.data.normalize == "meanstd" ? PixelInputs::Range::kMeanStd : PixelInputs::Range::kTanh;
+  }
 
   // A GAN reads classification files too, without their labels.
   void configure_loader(data::LoaderConfig& lc) const override { lc.images_only = true; }
@@ -124,7 +126,7 @@ class DcganRecipe final : public Recipe {
     a.layout = "generator:\n" + reducer_g_->layout() + "\ndiscriminator:\n" + reducer_d_->layout();
     a.training = ", gan.samples_n " + std::to_string(cfg_.gan.samples_n) + ", gan.noise_seed " +
                  std::to_string(cfg_.gan.noise_seed);
-    a.dataset = manifest_line("train", schema_) + "\n" + augment_line(cfg_, inputs_.on);
+    a.dataset = manifest_line("train", schema_) + "\n" + augment_line(cfg_, inputs_.name());
     return a;
   }
 
@@ -139,7 +141,7 @@ class DcganRecipe final : public Recipe {
     h.parameters = g_->num_parameters() + d_->num_parameters();
     h.data = format("%lld samples %lldx%lldx%lld, inputs in [-1, 1] (%s)", static_cast<long long>(schema_.n),
                     static_cast<long long>(schema_.height), static_cast<long long>(schema_.width),
-                    static_cast<long long>(schema_.channels), inputs_.on ? "tanh" : "meanstd: NOT [-1, 1]");
+                    static_cast<long long>(schema_.channels), inputs_.range == PixelInputs::Range::kTanh ? "tanh" : "meanstd: NOT [-1, 1]");
     h.optimizer = "optimizer_g " + optimizer_text(cfg_.optimizer_g) + "; optimizer_d " + optimizer_text(cfg_.optimizer_d);
     h.metrics_fields = ",\"generator_parameters\":" + std::to_string(g_->num_parameters()) +
                        ",\"discriminator_parameters\":" + std::to_string(d_->num_parameters());
@@ -332,7 +334,7 @@ class DcganRecipe final : public Recipe {
   const Config& cfg_;
   World* world_ = nullptr;
   data::ImageSchema schema_;
-  TanhInputs inputs_;
+  PixelInputs inputs_;
   std::shared_ptr<models::DcganGenerator> g_;
   std::shared_ptr<models::DcganDiscriminator> d_;
   nn::NamedTensors g_params_, d_params_, g_buffers_, d_buffers_;

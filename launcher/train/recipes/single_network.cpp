@@ -55,7 +55,7 @@ Recipe::Agreement SingleNetworkRecipe::agreement() const {
   a.parameters = dist::describe_parameters(params_);
   a.layout = reducer_->layout();
   a.optimizer = optimizer_settings(cfg_.optimizer) + "; " + schedule_->describe();
-  a.dataset = manifest + "\n" + augment_line(cfg_, tanh_inputs());
+  a.dataset = manifest + "\n" + augment_line(cfg_, inputs_name());
   return a;
 }
 

@@ -49,7 +49,8 @@ class SingleNetworkRecipe : public Recipe {
   // sample once (no drop_last), no augmentation. Refuses a file of another kind than
   // `kind` (ConfigError ending with `needed`, e.g. "an image classification file is needed").
   void open_test(const data::LoaderConfig& lc, data::Kind kind, const std::string& needed);
-  virtual bool tanh_inputs() const { return cfg_.data.normalize == "tanh"; }
+  // What the network's inputs are (the agreement check's "inputs"): "meanstd", "tanh", ...
+  virtual const char* inputs_name() const { return cfg_.data.normalize == "tanh" ? "tanh" : "meanstd"; }
   RunHeader base_header(std::string data) const;
 
   const Config& cfg_;
