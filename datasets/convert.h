@@ -66,6 +66,33 @@ std::vector<std::string> tokenize(const std::string& text);
 // whitespace made one space, then one token per UTF-8 code point (the space included).
 std::vector<std::string> tokenize_chars(const std::string& text);
 
+struct WordsOptions {
+  // Language codes: reads <dict_dir>/freedict-<lang>-eng.index for each (Debian package
+  // dict-freedict-<lang>-eng); the class ids follow this order. Empty: every such
+  // dictionary installed in dict_dir, in byte order of the code (freedict-eng-* skipped).
+  std::vector<std::string> languages;
+  std::string dict_dir = "/usr/share/dictd";
+  int64_t max_len = 24;             // drop longer words (in characters); >= 1
+  int64_t max_per_language = 10000; // keep at most this many words per language (seeded sample); 0: all
+  double test_fraction = 0.1;       // share of each language's words in the test file
+  uint64_t seed = 0;                // the sample's and the split's seed
+};
+
+// FreeDict headwords -> train and test sequence-classification files (schema.h) for
+// language identification: one lower-cased word per row as character ids, its language
+// as the label. Headwords that are not one word of letters are skipped, duplicates
+// within a language kept once, and words found in several languages dropped (attribute
+// cross_language = "dropped"). The split is stratified by language; the character
+// vocabulary comes from the train split. Same inputs and seed, same output bytes.
+std::string convert_words(const std::string& out_train, const std::string& out_test, const WordsOptions& options,
+                          const WriteOptions& write);
+// The lower-casing of convert_words: ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic
+// capitals to their small letters; everything else unchanged. Invalid UTF-8 gives "".
+std::string lowercase_utf8(const std::string& s);
+// The FreeDict dictionaries installed in dir: the <lang> of every freedict-<lang>-eng.index,
+// sorted.
+std::vector<std::string> installed_freedict_languages(const std::string& dir);
+
 // Seeded synthetic sets. Images: the brightness of a sample grows with its class (so a
 // model can learn it), over uniform noise. Pairs: random token sequences and their
 // reversal.

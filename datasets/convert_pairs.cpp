@@ -17,48 +17,17 @@
 
 #include "core/rng.h"
 #include "datasets/convert.h"
+#include "datasets/convert_text.h"
 #include "datasets/schema.h"
 
 namespace dtrain::data {
 
 namespace {
 
-int64_t utf8_chars(const std::string& s) {
-  int64_t n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-  return n;
-}
-
-std::string trim(const std::string& s) {
-  size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
-  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
-}
-
-struct Vocab {
-  std::vector<std::string> words;
-  std::unordered_map<std::string, int32_t> ids;
-};
-
-Vocab build_vocab(const std::vector<std::vector<std::string>>& sentences, int64_t min_count) {
-  std::unordered_map<std::string, int64_t> counts;
-  for (const auto& s : sentences) {
-    for (const auto& w : s) counts[w]++;
-  }
-  std::vector<std::pair<std::string, int64_t>> sorted;
-  for (auto& [w, c] : counts) {
-    if (c >= min_count && std::find(kSpecialTokens.begin(), kSpecialTokens.end(), w) == kSpecialTokens.end()) {
-      sorted.emplace_back(w, c);
-    }
-  }
-  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
-    return a.second != b.second ? a.second > b.second : a.first < b.first;
-  });
-  Vocab v;
-  v.words = kSpecialTokens;
-  for (auto& [w, c] : sorted) v.words.push_back(w);
-  for (size_t i = 0; i < v.words.size(); ++i) v.ids[v.words[i]] = static_cast<int32_t>(i);
-  return v;
-}
+using detail::build_vocab;
+using detail::trim;
+using detail::utf8_chars;
+using detail::Vocab;
 
 // <s>? words </s> as ids, unknown words as <unk> (id 3).
 std::vector<int32_t> encode(const std::vector<std::string>& words, const Vocab& v, bool with_bos, int64_t* unknown) {
@@ -81,20 +50,8 @@ void write_split(const std::string& path, const std::vector<std::vector<int32_t>
               "' would be empty; lower max_chars filtering or change test_fraction");
   io::H5File f = io::H5File::create(path);
   io::CreateOptions co{options.chunk_rows, options.gzip_level, false};
-  auto pack = [&](const std::vector<std::vector<int32_t>>& seqs, int64_t lmax, const char* data, const char* len) {
-    std::vector<int32_t> flat(static_cast<size_t>(n * lmax), 0), lens(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-      const auto& s = seqs[static_cast<size_t>(i)];
-      std::copy(s.begin(), s.end(), flat.begin() + i * lmax);
-      lens[static_cast<size_t>(i)] = static_cast<int32_t>(s.size());
-    }
-    f.create_dataset(data, {n, lmax}, DType::I32, co);
-    f.write_rows(data, 0, Tensor::from_vector(flat, {n, lmax}));
-    f.create_dataset(len, {n}, DType::I32, co);
-    f.write_rows(len, 0, Tensor::from_vector(lens, {n}));
-  };
-  pack(src, src_len, "/src", "/src_len");
-  pack(tgt, tgt_len, "/tgt", "/tgt_len");
+  detail::write_padded(f, "/src", "/src_len", src, src_len, co);
+  detail::write_padded(f, "/tgt", "/tgt_len", tgt, tgt_len, co);
   f.write_strings("/src_vocab", sv.words);
   f.write_strings("/tgt_vocab", tv.words);
   f.set_attribute("/", "format", std::string("dtrain sequence-pair dataset v1"));
@@ -184,7 +141,7 @@ std::string convert_pairs(const std::string& tsv, const std::string& out_train, 
               " without a source TAB target, ", too_long, " over ", options.max_chars, " characters)");
 
   Generator g = Generator::derive(options.seed, 0, "pairs.split");
-  for (size_t i = pairs.size(); i-- > 1;) std::swap(pairs[i], pairs[static_cast<size_t>(g.next_below(i + 1))]);
+  detail::shuffle(pairs, g);
   const size_t n_test = static_cast<size_t>(static_cast<double>(pairs.size()) * options.test_fraction + 0.5);
 
   std::vector<std::vector<std::string>> src_words, tgt_words;

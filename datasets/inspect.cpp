@@ -33,6 +33,21 @@ InspectResult inspect(const std::string& path) {
          << "tokens: " << s.tokens << (s.tokens == "chars" ? " (one token per character)" : " (one token per word)")
          << "\n"
          << "storage: " << storage(s.chunk_rows, s.filters) << "\n";
+    } else if (kind == Kind::SequenceClassification) {
+      SequenceSchema s = validate_sequences(f);
+      os << "samples: " << s.n << "\n"
+         << "tokens: i32 (" << s.n << ", " << s.max_len << "), vocabulary " << s.vocab.size() << " tokens, one per "
+         << (s.tokens == "chars" ? "character" : "word") << "\n"
+         << "storage: " << storage(s.chunk_rows, s.filters) << "\n";
+      if (!s.letter_case.empty()) os << "case: " << s.letter_case << "\n";
+      if (!s.cross_language.empty()) os << "cross_language: " << s.cross_language << "\n";
+      char buf[64];
+      std::vector<int64_t> counts = class_counts(f, s);
+      os << "classes: " << s.num_classes() << "\n";
+      for (size_t k = 0; k < counts.size(); ++k) {
+        std::snprintf(buf, sizeof buf, "%6.2f%%", 100.0 * static_cast<double>(counts[k]) / static_cast<double>(s.n));
+        os << "  " << k << " " << s.classes[k] << ": " << counts[k] << " (" << buf << ")\n";
+      }
     } else {
       ImageSchema s = validate_images(f, kind == Kind::ImageClassification);
       os << "samples: " << s.n << "\n"

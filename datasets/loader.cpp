@@ -74,6 +74,8 @@ struct Loader::Impl {
   Kind kind = Kind::ImageClassification;
   ImageSchema images;
   PairSchema pairs;
+  SequenceSchema sequences;
+  int64_t num_samples = 0;
   std::vector<Field> fields;
   std::vector<float> lut;  // (C, 256) normalization table
   bool direct_images = false;  // read u8 images straight into the output
@@ -111,17 +113,30 @@ struct Loader::Impl {
     if (cfg.images_only && kind == Kind::ImageClassification) kind = Kind::ImageOnly;
     int64_t n = 0;
     std::string lead;
-    if (kind == Kind::SequencePairs) {
-      DT_CHECK_AS(!cfg.augment.any(), ValueError, "Loader: '", cfg.path,
-                  "' holds sequence pairs; image augmentation does not apply");
-      pairs = validate_pairs(f);
-      n = pairs.n;
-      lead = "/src";
-      for (const char* name : {"/src", "/tgt", "/src_len", "/tgt_len"}) {
+    if (kind == Kind::SequencePairs || kind == Kind::SequenceClassification) {
+      const bool is_pairs = kind == Kind::SequencePairs;
+      DT_CHECK_AS(!cfg.augment.any(), ValueError, "Loader: '", cfg.path, "' holds ",
+                  is_pairs ? "sequence pairs" : "sequences", "; image augmentation does not apply");
+      if (is_pairs) {
+        pairs = validate_pairs(f);
+        n = pairs.n;
+        lead = "/src";
+      } else {
+        sequences = validate_sequences(f);
+        n = sequences.n;
+        lead = "/tokens";
+      }
+      std::vector<std::pair<const char*, DType>> names;
+      if (is_pairs) {
+        names = {{"/src", DType::I32}, {"/tgt", DType::I32}, {"/src_len", DType::I32}, {"/tgt_len", DType::I32}};
+      } else {
+        names = {{"/tokens", DType::I32}, {"/lengths", DType::I32}, {"/labels", DType::I64}};
+      }
+      for (auto [name, dtype] : names) {  // stored as delivered: rows are copied as they are
         RowReader r = RowReader::open(f, name, 0);
         Shape sample(r.shape().begin() + 1, r.shape().end());
         size_t bytes = r.row_bytes();
-        fields.push_back({name, std::move(r), DType::I32, sample, bytes});
+        fields.push_back({name, std::move(r), dtype, sample, bytes});
       }
     } else {
       images = validate_images(f, kind == Kind::ImageClassification);
@@ -152,6 +167,7 @@ struct Loader::Impl {
         fields.push_back({"/labels", RowReader::open(f, "/labels", 0), DType::I64, {}, 8});
       }
     }
+    num_samples = n;
     all_direct = std::all_of(fields.begin(), fields.end(), [](const Field& fd) { return fd.reader.direct(); });
     SamplerConfig sc;
     sc.num_samples = n;
@@ -221,7 +237,7 @@ struct Loader::Impl {
           dst[f] = static_cast<uint8_t*>(s.out[f].raw_data());
         }
       }
-      const bool images = kind != Kind::SequencePairs;
+      const bool images = kind == Kind::ImageClassification || kind == Kind::ImageOnly;
       const bool stage = images && !direct_images;
       const int64_t sample_bytes = images ? this->images.sample_bytes() : 0;
       if (stage) s.staging.resize(static_cast<size_t>(cap * sample_bytes));
@@ -348,6 +364,10 @@ struct Loader::Impl {
       b.tgt = out[1];
       b.src_len = out[2];
       b.tgt_len = out[3];
+    } else if (kind == Kind::SequenceClassification) {
+      b.tokens = out[0];
+      b.lengths = out[1];
+      b.labels = out[2];
     } else {
       b.images = out[0];
       if (kind == Kind::ImageClassification) b.labels = out[1];
@@ -414,13 +434,21 @@ Loader::~Loader() { impl_->shutdown(); }
 
 Kind Loader::kind() const { return impl_->kind; }
 const ImageSchema& Loader::image_schema() const {
-  DT_CHECK(impl_->kind != Kind::SequencePairs, "Loader: '", impl_->cfg.path, "' holds sequence pairs, not images");
+  DT_CHECK(impl_->kind == Kind::ImageClassification || impl_->kind == Kind::ImageOnly, "Loader: '", impl_->cfg.path,
+           "' holds ", kind_name(impl_->kind), ", not images");
   return impl_->images;
 }
 const PairSchema& Loader::pair_schema() const {
-  DT_CHECK(impl_->kind == Kind::SequencePairs, "Loader: '", impl_->cfg.path, "' holds images, not sequence pairs");
+  DT_CHECK(impl_->kind == Kind::SequencePairs, "Loader: '", impl_->cfg.path, "' holds ", kind_name(impl_->kind),
+           ", not sequence pairs");
   return impl_->pairs;
 }
+const SequenceSchema& Loader::sequence_schema() const {
+  DT_CHECK(impl_->kind == Kind::SequenceClassification, "Loader: '", impl_->cfg.path, "' holds ",
+           kind_name(impl_->kind), ", not sequence classification");
+  return impl_->sequences;
+}
+int64_t Loader::num_samples() const { return impl_->num_samples; }
 const BlockSampler& Loader::sampler() const { return *impl_->sampler; }
 int64_t Loader::batches_per_epoch() const { return impl_->sampler->batches_per_epoch(0); }
 Batch Loader::next() { return impl_->next(); }

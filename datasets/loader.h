@@ -53,13 +53,16 @@ struct LoaderConfig {
 
 // One batch of this rank. Image files fill images (f32 (B, C, H, W) normalized with the
 // file's mean/std, or u8 (B, H, W, C) when raw) and labels (i64 (B,)); sequence-pair files
-// fill src, tgt (i32 (B, Lmax)) and src_len, tgt_len (i32 (B,)).
+// fill src, tgt (i32 (B, Lmax)) and src_len, tgt_len (i32 (B,)); sequence-classification
+// files fill tokens (i32 (B, Lmax), <pad> = 0 past each length), lengths (i32 (B,)) and
+// labels (i64 (B,)).
 struct Batch {
   Position at;    // where this global batch started
   Position next;  // where the next one starts (the cursor to checkpoint after this step)
   int64_t size = 0;
   Tensor images, labels;
   Tensor src, tgt, src_len, tgt_len;
+  Tensor tokens, lengths;
 };
 
 class Loader {
@@ -74,6 +77,8 @@ class Loader {
   Kind kind() const;
   const ImageSchema& image_schema() const;  // image files only
   const PairSchema& pair_schema() const;    // sequence-pair files only
+  const SequenceSchema& sequence_schema() const;  // sequence-classification files only
+  int64_t num_samples() const;              // N of the file, whatever its kind
   const BlockSampler& sampler() const;
   int64_t batches_per_epoch() const;
 

@@ -10,6 +10,7 @@ std::string kind_name(Kind k) {
     case Kind::ImageClassification: return "image classification";
     case Kind::ImageOnly: return "image-only";
     case Kind::SequencePairs: return "sequence pairs";
+    case Kind::SequenceClassification: return "sequence classification";
   }
   return "?";
 }
@@ -64,8 +65,9 @@ void chunk_info(const io::H5File& f, const std::string& dataset, int64_t* chunk_
   *filters = layout.filters;
 }
 
-std::vector<std::string> check_vocab(const io::H5File& f, const std::string& dataset) {
-  require_dataset(f, dataset, "sequence-pair");
+std::vector<std::string> check_vocab(const io::H5File& f, const std::string& dataset,
+                                     const std::string& schema = "sequence-pair") {
+  require_dataset(f, dataset, schema);
   std::vector<std::string> vocab = f.read_strings(dataset);
   for (const std::string& tok : kSpecialTokens) {
     if (std::find(vocab.begin(), vocab.end(), tok) == vocab.end()) {
@@ -99,10 +101,47 @@ void check_lengths(const io::H5File& f, const std::string& dataset, int64_t max_
   }
 }
 
+// Labels in [0, K) for the K names of attribute 'classes'; returns the names.
+std::vector<std::string> check_labels(const io::H5File& f, int64_t n, const std::string& lead,
+                                      const std::string& schema) {
+  Shape lshape = check_array(f, "/labels", DType::I64, 1, "(N,)");
+  check_length(f, "/labels", lshape[0], lead, n);
+  if (!f.has_attribute("/", "classes")) {
+    DT_THROW(IoError, "dataset file '", f.path(), "', attribute 'classes' of '/': missing; a file of the ", schema,
+             " schema names its classes (a list of strings), which also gives their number");
+  }
+  std::vector<std::string> classes = f.get_attribute<std::vector<std::string>>("/", "classes");
+  if (classes.empty()) {
+    DT_THROW(IoError, "dataset file '", f.path(), "', attribute 'classes' of '/': empty; name at least one class");
+  }
+  const int64_t k = static_cast<int64_t>(classes.size());
+  Tensor labels = f.read("/labels");
+  const int64_t* p = labels.data<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    if (p[i] < 0 || p[i] >= k) {
+      DT_THROW(IoError, where(f, "/labels"), ": label ", p[i], " at row ", i, " is out of range [0, ", k,
+               ") given by the ", k, " names in attribute 'classes'");
+    }
+  }
+  return classes;
+}
+
+std::string check_tokens_attribute(const io::H5File& f, const std::string& fallback, const std::string& command) {
+  if (!f.has_attribute("/", "tokens")) return fallback;
+  std::string tokens = f.get_attribute<std::string>("/", "tokens");
+  if (std::find(kPairTokenModes.begin(), kPairTokenModes.end(), tokens) == kPairTokenModes.end()) {
+    DT_THROW(IoError, "dataset file '", f.path(), "', attribute 'tokens' of '/': value '", tokens,
+             "' is not a tokenization dtrain knows; allowed values: 'words' or 'chars' (or no attribute, "
+             "meaning '", fallback, "'); rewrite the file with '", command, "'");
+  }
+  return tokens;
+}
+
 }  // namespace
 
 Kind detect_kind(const io::H5File& f) {
   if (f.has("/src") || f.has("/tgt")) return Kind::SequencePairs;
+  if (f.has("/tokens")) return Kind::SequenceClassification;
   if (f.has("/labels")) return Kind::ImageClassification;
   if (f.has("/images")) return Kind::ImageOnly;
   DT_THROW(IoError, "dataset file '", f.path(), "': missing dataset '/images' (or '/src' for sequence pairs): ",
@@ -156,25 +195,8 @@ ImageSchema validate_images(const io::H5File& f, bool require_labels) {
     return s;
   }
   if (!require_labels) return s;  // image-only use of a labelled file
-  Shape lshape = check_array(f, "/labels", DType::I64, 1, "(N,)");
-  check_length(f, "/labels", lshape[0], "/images", s.n);
-  if (!f.has_attribute("/", "classes")) {
-    DT_THROW(IoError, "dataset file '", f.path(), "', attribute 'classes' of '/': missing; an image classification ",
-             "file names its classes (a list of strings), which also gives their number");
-  }
-  s.classes = f.get_attribute<std::vector<std::string>>("/", "classes");
-  if (s.classes.empty()) {
-    DT_THROW(IoError, "dataset file '", f.path(), "', attribute 'classes' of '/': empty; name at least one class");
-  }
+  s.classes = check_labels(f, s.n, "/images", "image classification");
   s.has_labels = true;
-  Tensor labels = f.read("/labels");
-  const int64_t* p = labels.data<int64_t>();
-  for (int64_t i = 0; i < s.n; ++i) {
-    if (p[i] < 0 || p[i] >= s.num_classes()) {
-      DT_THROW(IoError, where(f, "/labels"), ": label ", p[i], " at row ", i, " is out of range [0, ",
-               s.num_classes(), ") given by the ", s.num_classes(), " names in attribute 'classes'");
-    }
-  }
   return s;
 }
 
@@ -195,14 +217,7 @@ PairSchema validate_pairs(const io::H5File& f) {
   check_length(f, "/src_len", src_len[0], "/src", s.n);
   check_length(f, "/tgt_len", tgt_len[0], "/src", s.n);
   chunk_info(f, "/src", &s.chunk_rows, &s.filters);
-  if (f.has_attribute("/", "tokens")) {
-    s.tokens = f.get_attribute<std::string>("/", "tokens");
-    if (std::find(kPairTokenModes.begin(), kPairTokenModes.end(), s.tokens) == kPairTokenModes.end()) {
-      DT_THROW(IoError, "dataset file '", f.path(), "', attribute 'tokens' of '/': value '", s.tokens,
-               "' is not a tokenization dtrain knows; allowed values: 'words' or 'chars' (or no attribute, "
-               "meaning 'words'); rewrite the file with 'dtrain data convert pairs --tokens words|chars'");
-    }
-  }
+  s.tokens = check_tokens_attribute(f, "words", "dtrain data convert pairs --tokens words|chars");
   s.src_vocab = check_vocab(f, "/src_vocab");
   s.tgt_vocab = check_vocab(f, "/tgt_vocab");
   check_lengths(f, "/src_len", s.src_max_len);
@@ -210,6 +225,49 @@ PairSchema validate_pairs(const io::H5File& f) {
   check_ids(f, "/src", static_cast<int64_t>(s.src_vocab.size()));
   check_ids(f, "/tgt", static_cast<int64_t>(s.tgt_vocab.size()));
   return s;
+}
+
+SequenceSchema validate_sequences(const io::H5File& f) {
+  SequenceSchema s;
+  s.path = f.path();
+  const std::string schema = "sequence-classification";
+  for (const char* d : {"/tokens", "/lengths", "/labels", "/vocab"}) require_dataset(f, d, schema);
+  Shape tokens = check_array(f, "/tokens", DType::I32, 2, "(N, Lmax)");
+  Shape lengths = check_array(f, "/lengths", DType::I32, 1, "(N,)");
+  s.n = tokens[0];
+  s.max_len = tokens[1];
+  check_length(f, "/lengths", lengths[0], "/tokens", s.n);
+  chunk_info(f, "/tokens", &s.chunk_rows, &s.filters);
+  s.tokens = check_tokens_attribute(f, "chars", "dtrain data convert words");
+  for (auto [name, field] : {std::pair{"cross_language", &s.cross_language}, std::pair{"case", &s.letter_case}}) {
+    if (f.has_attribute("/", name)) *field = f.get_attribute<std::string>("/", name);
+  }
+  s.classes = check_labels(f, s.n, "/tokens", schema);
+  s.vocab = check_vocab(f, "/vocab", schema);
+  check_lengths(f, "/lengths", s.max_len);
+  const int64_t vocab_size = static_cast<int64_t>(s.vocab.size());
+  check_ids(f, "/tokens", vocab_size);
+  Tensor ids = f.read("/tokens"), len = f.read("/lengths");
+  const int32_t* p = ids.data<int32_t>();
+  const int32_t* l = len.data<int32_t>();
+  for (int64_t i = 0; i < s.n; ++i) {
+    for (int64_t j = l[i]; j < s.max_len; ++j) {
+      if (p[i * s.max_len + j] != 0) {
+        DT_THROW(IoError, where(f, "/tokens"), ": token id ", p[i * s.max_len + j], " at row ", i, ", position ", j,
+                 " is past the row's length ", l[i], " (from '/lengths'); positions past the length must hold "
+                 "<pad> (id 0)");
+      }
+    }
+  }
+  return s;
+}
+
+std::vector<int64_t> class_counts(const io::H5File& f, const SequenceSchema& s) {
+  std::vector<int64_t> counts(static_cast<size_t>(s.num_classes()), 0);
+  Tensor labels = f.read("/labels");
+  const int64_t* p = labels.data<int64_t>();
+  for (int64_t i = 0; i < labels.numel(); ++i) counts[static_cast<size_t>(p[i])]++;
+  return counts;
 }
 
 std::vector<int64_t> class_counts(const io::H5File& f, const ImageSchema& s) {

@@ -12,6 +12,11 @@
 //                         contain <pad> <s> </s> <unk>; every id below its vocabulary size;
 //                         root attribute tokens ("words" or "chars": what one token is;
 //                         "words" when absent).
+//   sequence classification: /tokens int32 (N, Lmax) padded with <pad> (0) after each
+//                         sequence; /lengths int32 (N,) in [1, Lmax]; /labels int64 (N,) in
+//                         [0, K); /vocab 1-D strings containing <pad> <s> </s> <unk>; root
+//                         attributes classes (K names), tokens ("chars" or "words"; "chars"
+//                         when absent). Written by `dtrain data convert words`.
 //
 // Every violation throws IoError naming the file, the dataset (or attribute) and the
 // problem, with what to do. Validation reads the labels / lengths / ids in full (a few
@@ -24,7 +29,7 @@
 
 namespace dtrain::data {
 
-enum class Kind { ImageClassification, ImageOnly, SequencePairs };
+enum class Kind { ImageClassification, ImageOnly, SequencePairs, SequenceClassification };
 std::string kind_name(Kind k);
 
 // The special tokens every vocabulary holds, at these ids in files dtrain writes.
@@ -56,15 +61,32 @@ struct PairSchema {
   std::vector<std::string> filters;
 };
 
-// Which schema the file follows, judged by the datasets present (/src -> pairs, /labels
-// -> classification, /images -> image-only). Throws IoError when it follows none.
+// Sequence classification (language identification of words, text classification).
+struct SequenceSchema {
+  std::string path;
+  int64_t n = 0, max_len = 0;
+  std::vector<std::string> vocab;
+  std::vector<std::string> classes;
+  std::string tokens = "chars";          // attribute 'tokens': one of kPairTokenModes
+  std::string cross_language, letter_case;  // attributes 'cross_language', 'case' (informational; "" when absent)
+  int64_t chunk_rows = 0;
+  std::vector<std::string> filters;
+  int64_t num_classes() const { return static_cast<int64_t>(classes.size()); }
+};
+
+// Which schema the file follows, judged by the datasets present (/src -> pairs, /tokens
+// -> sequence classification, /labels -> image classification, /images -> image-only).
+// Throws IoError when it follows none.
 Kind detect_kind(const io::H5File& f);
 
 // Validate and describe. `require_labels` false accepts an image-only file.
 ImageSchema validate_images(const io::H5File& f, bool require_labels);
 PairSchema validate_pairs(const io::H5File& f);
+// Also checks that every position past a row's length holds <pad> (0).
+SequenceSchema validate_sequences(const io::H5File& f);
 
-// Class counts of an image classification file (from /labels).
+// Class counts of an image or sequence classification file (from /labels).
 std::vector<int64_t> class_counts(const io::H5File& f, const ImageSchema& s);
+std::vector<int64_t> class_counts(const io::H5File& f, const SequenceSchema& s);
 
 }  // namespace dtrain::data

@@ -14,6 +14,9 @@ packages=(
   libgtest-dev libgmock-dev
   libopenblas-dev libopenblas0-openmp libdnnl-dev libpng-dev zlib1g-dev libtomlplusplus-dev
   dataset-fashion-mnist dict-freedict-eng-deu
+  # the language-identification word set (scripts/prepare-data.sh, docs/DATASETS.md)
+  dict-freedict-deu-eng dict-freedict-fra-eng dict-freedict-ita-eng dict-freedict-nld-eng
+  dict-freedict-pol-eng dict-freedict-por-eng dict-freedict-spa-eng dict-freedict-swe-eng
   python3-torch python3-torchvision python3-h5py python3-numpy
   # Slurm for `dtrain submit` and the slurm test (scripts/slurm/local-cluster.sh): the
   # daemons, the client commands, munge, and the unversioned libpmix.so that Slurm's

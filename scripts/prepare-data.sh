@@ -6,25 +6,32 @@
 #                                    with both sides at most 40 characters, split 90/10 by seed;
 #                                    data/phrases_en_de_chars_{train,test}.h5  the same pairs and
 #                                    split with one token per character
+#   dict-freedict-{deu,fra,ita,nld,pol,por,spa,swe}-eng  (GPL; pol: CC BY-SA)
+#                                 -> data/langid_words_{train,test}.h5  language identification:
+#                                    lower-cased headwords (at most 24 characters, words of
+#                                    several languages dropped, at most 10,000 per language),
+#                                    split 90/10 per language by seed
 #
-# The FreeDict data is GPL: it is extracted here, on the machine that trains, and data/
+# The FreeDict data is GPL (or CC BY-SA): it is extracted here, on the machine that trains, and data/
 # is git-ignored; never commit it. Idempotent: existing outputs are kept unless --force.
 #
 #   scripts/prepare-data.sh [--force]
 #
 # Environment: DTRAIN (the dtrain binary; default build/launcher/dtrain), DATA_DIR
-# (default data/), SPLIT_SEED (default 1234), MAX_CHARS (default 40).
+# (default data/), SPLIT_SEED (default 1234), MAX_CHARS (default 40), WORD_LANGUAGES
+# (default deu,fra,ita,nld,pol,por,spa,swe: the classes of the word set, in this order).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dtrain="${DTRAIN:-$root/build/launcher/dtrain}"
 out="${DATA_DIR:-$root/data}"
 seed="${SPLIT_SEED:-1234}"
 max_chars="${MAX_CHARS:-40}"
+word_languages="${WORD_LANGUAGES:-deu,fra,ita,nld,pol,por,spa,swe}"
 force=0
 for a in "$@"; do
   case "$a" in
     --force) force=1 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "prepare-data: unknown argument '$a' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -90,6 +97,26 @@ for tokens in words chars; do
 done
 rm -f "$tsv"
 
-for f in "$out"/fashion_mnist_{train,test}.h5 "${pair_files[@]}"; do
-  "$dtrain" data inspect "$f" | grep -E '^(file|schema|samples|images|src|tgt|tokens):'
+# Language identification from the headwords of the <lang>-English dictionaries (the
+# index files: plain text, no decompression). Same languages and seed, same bytes.
+missing=()
+for lang in ${word_languages//,/ }; do
+  [ -r "/usr/share/dictd/freedict-$lang-eng.index" ] || missing+=("dict-freedict-$lang-eng")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "prepare-data: FreeDict dictionaries missing: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+train="$out/langid_words_train.h5" test="$out/langid_words_test.h5"
+if fresh "$train" || fresh "$test"; then
+  "$dtrain" data convert words --languages "$word_languages" --max-len 24 --max-per-language 10000 \
+    --test-fraction 0.1 --seed "$seed" --chunk-rows 256 --out-train "$train.tmp" --out-test "$test.tmp"
+  mv "$train.tmp" "$train"
+  mv "$test.tmp" "$test"
+else
+  echo "kept $train and $test (use --force to rebuild)"
+fi
+
+for f in "$out"/fashion_mnist_{train,test}.h5 "${pair_files[@]}" "$train" "$test"; do
+  "$dtrain" data inspect "$f" | grep -E '^(file|schema|samples|images|src|tgt|tokens|classes):'
 done

@@ -109,6 +109,12 @@ Handle vlen_string_type(const std::string& context) {
   return t;
 }
 
+Handle dataset_create_plist(const std::string& context) {
+  Handle p(H5_CHECK(H5Pcreate(H5P_DATASET_CREATE), context, ": cannot create a property list"), H5Pclose);
+  H5_CHECK(H5Pset_obj_track_times(p.get(), 0), context, ": cannot create a property list");
+  return p;
+}
+
 }  // namespace detail
 
 using namespace detail;

@@ -88,6 +88,9 @@ std::string type_description(hid_t type);
 std::vector<std::string> split_path(const std::string& path);
 // A string memory type: variable-length UTF-8. `context` starts the error message.
 Handle vlen_string_type(const std::string& context);
+// A dataset creation property list without object modification times, so that writing
+// the same data gives the same file bytes (reproducible converters and checkpoints).
+Handle dataset_create_plist(const std::string& context);
 
 // ---- datasets --------------------------------------------------------------------
 

@@ -28,7 +28,8 @@ void H5File::write_strings(const std::string& dataset, const std::vector<std::st
   Handle space(H5_CHECK(H5Screate_simple(1, &dim, nullptr), where, ": cannot create a dataspace"), H5Sclose);
   Handle lcpl(H5_CHECK(H5Pcreate(H5P_LINK_CREATE), where, ": cannot create a property list"), H5Pclose);
   H5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1), where, ": cannot create a property list");
-  Handle ds(H5_CHECK(H5Dcreate2(fid, dataset.c_str(), type.get(), space.get(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT),
+  Handle dcpl = dataset_create_plist(where);
+  Handle ds(H5_CHECK(H5Dcreate2(fid, dataset.c_str(), type.get(), space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT),
                      where, ": cannot create the dataset (is the file open for writing?)"),
             H5Dclose);
   std::vector<const char*> data;

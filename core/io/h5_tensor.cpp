@@ -111,8 +111,9 @@ void H5File::write(const std::string& dataset, const Tensor& t) {
                H5Sclose);
   Handle lcpl(H5_CHECK(H5Pcreate(H5P_LINK_CREATE), where, ": cannot create a property list"), H5Pclose);
   H5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1), where, ": cannot create a property list");
+  Handle dcpl = dataset_create_plist(where);
   Handle ds(H5_CHECK(H5Dcreate2(fid, dataset.c_str(), file_type_of(host.dtype()), space.get(), lcpl.get(),
-                                H5P_DEFAULT, H5P_DEFAULT),
+                                dcpl.get(), H5P_DEFAULT),
                      where, ": cannot create the dataset (is the file open for writing? is a parent a dataset?)"),
             H5Dclose);
   if (host.numel() > 0) {
@@ -232,7 +233,7 @@ void H5File::create_dataset(const std::string& dataset, const Shape& shape, DTyp
   Handle space(H5_CHECK(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), where,
                         ": cannot create a dataspace of shape ", shape_str(shape)),
                H5Sclose);
-  Handle dcpl(H5_CHECK(H5Pcreate(H5P_DATASET_CREATE), where, ": cannot create a property list"), H5Pclose);
+  Handle dcpl = dataset_create_plist(where);
   if (options.chunk_rows > 0 && shape[0] > 0) {
     std::vector<hsize_t> chunk = dims;
     chunk[0] = static_cast<hsize_t>(std::min<int64_t>(options.chunk_rows, shape[0]));

@@ -122,6 +122,51 @@ const std::map<std::string, Command>& commands() {
           }
           return data::convert_pairs(p.get("input"), p.get("out-train"), p.get("out-test"), o, write_options(p));
         }}},
+      {"convert words",
+       {"FreeDict headwords of several languages to train and test language-identification files "
+        "(sequence classification: one word per row as characters, its language as the label)",
+        [](cli::ArgParser& p) {
+          p.add_option("out-train", "FILE", "the train file to write");
+          p.add_option("out-test", "FILE", "the test file to write (not written with --test-fraction 0)");
+          p.add_option("languages", "L1,L2,...",
+                       "FreeDict language codes, in class order (default: every freedict-<lang>-eng installed in "
+                       "--dict-dir, sorted)",
+                       "");
+          p.add_option("dict-dir", "DIR", "where the dict-freedict-<lang>-eng packages put their .index files",
+                       "/usr/share/dictd");
+          p.add_option("max-len", "N", "drop words longer than N characters", "24");
+          p.add_option("max-per-language", "N", "keep a seeded sample of at most N words per language (0: all)",
+                       "10000");
+          p.add_option("test-fraction", "F", "share of each language's words in the test file", "0.1");
+          p.add_option("seed", "N", "seed of the sample and the train/test split", "0");
+          add_write_options(p);
+          p.set_epilog(
+              "Words are lower-cased, kept once per language, and dropped when found in several languages\n"
+              "(attribute cross_language = \"dropped\"). A missing dictionary names the package to install,\n"
+              "e.g. apt-get install dict-freedict-deu-eng. Formats: docs/DATASETS.md.\n");
+        },
+        [](const cli::ArgParser& p) {
+          for (const char* o : {"out-train", "out-test"}) {
+            if (!p.has(o)) DT_THROW(ConfigError, "dtrain data convert words: --", o, " is required");
+          }
+          data::WordsOptions o;
+          for (const std::string& l : split_commas(p.get("languages"))) {
+            if (l.empty()) DT_THROW(ConfigError, "--languages: empty language code in '", p.get("languages"), "'");
+            o.languages.push_back(l);
+          }
+          o.dict_dir = p.get("dict-dir");
+          o.max_len = positive(p, "max-len");
+          o.max_per_language = p.get_int("max-per-language");
+          if (o.max_per_language < 0) {
+            DT_THROW(ConfigError, "--max-per-language must be >= 0 (0: all), got ", o.max_per_language);
+          }
+          o.test_fraction = p.get_double("test-fraction");
+          if (o.test_fraction < 0 || o.test_fraction >= 1) {
+            DT_THROW(ConfigError, "--test-fraction must be in [0, 1), got ", o.test_fraction);
+          }
+          o.seed = static_cast<uint64_t>(p.get_int("seed"));
+          return data::convert_words(p.get("out-train"), p.get("out-test"), o, write_options(p));
+        }}},
       {"synth images",
        {"a seeded synthetic image classification set (brightness encodes the class)",
         [](cli::ArgParser& p) {
@@ -166,6 +211,7 @@ constexpr const char* kUsage =
     "  convert idx     IDX (MNIST / Fashion-MNIST) -> image classification file\n"
     "  convert cifar   CIFAR-10 binary batches -> image classification file\n"
     "  convert pairs   tab-separated sentence pairs -> train/test sequence-pair files\n"
+    "  convert words   FreeDict headwords -> train/test language-identification files\n"
     "  synth images    seeded synthetic images\n"
     "  synth pairs     seeded synthetic sequence pairs\n"
     "  inspect FILE    schema, counts, class balance and validation of a file\n"
