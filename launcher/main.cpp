@@ -26,6 +26,8 @@ constexpr Command kCommands[] = {
     {"encode", "encode DATA", "an autoencoder's code of every image of an HDF5 file (docs/AUTOENCODER.md)",
      dtrain::cli::encode_main},
     {"info", "info", "what this build contains and which devices it sees", dtrain::cli::info_main},
+    {"predict", "predict WORD", "a text classifier's top classes for words, e.g. their language",
+     dtrain::cli::predict_main},
     {"score", "score FILE", "sample quality of image files (a GAN's output) with a classifier trained by dtrain",
      dtrain::cli::score_main},
     {"submit", "submit", "submit 'dtrain train' to Slurm as a batch job that checkpoints and requeues itself",

@@ -19,6 +19,9 @@ int demo_main(const std::vector<std::string>& args);
 int encode_main(const std::vector<std::string>& args);
 // `dtrain info`: the build's backends and the CUDA devices it sees.
 int info_main(const std::vector<std::string>& args);
+// `dtrain predict --checkpoint CKPT WORD...`: a text classifier's top classes for each word
+// (docs/TEXT_CLASSIFIER.md).
+int predict_main(const std::vector<std::string>& args);
 // `dtrain score --classifier CKPT FILE...`: sample quality of image files (docs/GAN.md).
 int score_main(const std::vector<std::string>& args);
 // `dtrain submit [options] CONFIG [train options]`: a Slurm batch job (docs/SLURM.md).

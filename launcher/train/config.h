@@ -85,6 +85,15 @@ struct AutoencoderRecipeConfig {
   int64_t samples_n = 8;       // autoencoder.samples_n: test images in the grid
 };
 
+// The text classifier recipe (model.name = "text_classifier", docs/TEXT_CLASSIFIER.md).
+struct TextRecipeConfig {
+  int64_t emb_dim = 32;        // text.emb_dim: embedding width
+  int64_t hidden = 128;        // text.hidden: LSTM units per direction
+  int64_t layers = 1;          // text.layers: LSTM layers
+  bool bidirectional = true;   // text.bidirectional
+  std::string confusion;       // text.confusion: PNG of the confusion matrix at each evaluation ("{step}"); "" none
+};
+
 struct Config {
   std::string source;  // where it was read from ("" for defaults only)
 
@@ -103,6 +112,7 @@ struct Config {
   GanConfig gan;
   Seq2SeqRecipeConfig seq2seq;
   AutoencoderRecipeConfig autoencoder;
+  TextRecipeConfig text;
   ScheduleConfig schedule;
   int64_t log_interval = 50;   // log.interval
   std::string log_metrics;     // log.metrics: JSON-lines path ("" none)

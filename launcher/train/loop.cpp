@@ -86,8 +86,7 @@ void TrainLoop::Impl::setup() {
   recipe->configure_loader(lc);
   train = std::make_unique<data::Loader>(lc);
   recipe->check_train_data(ctx, *train);
-  const int64_t train_n =
-      train->kind() == data::Kind::SequencePairs ? train->pair_schema().n : train->image_schema().n;
+  const int64_t train_n = train->num_samples();
   ctx.micro_per_epoch = train->batches_per_epoch();
   const int64_t global = ctx.global_micro_batch();
   DT_CHECK_AS(ctx.micro_per_epoch >= cfg.grad_accum, ConfigError, "data.train has ", train_n,

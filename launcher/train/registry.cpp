@@ -10,6 +10,7 @@ RecipeEntry autoencoder_recipe();
 RecipeEntry classifier_recipe();
 RecipeEntry dcgan_recipe();
 RecipeEntry seq2seq_recipe();
+RecipeEntry text_classifier_recipe();
 
 const std::vector<RecipeEntry>& recipe_table() {
   static const std::vector<RecipeEntry> table = {
@@ -17,6 +18,7 @@ const std::vector<RecipeEntry>& recipe_table() {
       autoencoder_recipe(),
       dcgan_recipe(),
       seq2seq_recipe(),
+      text_classifier_recipe(),
   };
   return table;
 }
