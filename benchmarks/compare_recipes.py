@@ -468,7 +468,8 @@ def quality_text_classifier(a, r):
     d_rate = timed_rate(records, UNIT["text_classifier"], 0, metrics)
     t, t_sec = r.torch("run", a.steps, ["--log-interval", str(r.cfg.get("log.interval", 100))])
     t = torch_result(t, keys, r.path("pytorch_run.log"))
-    if not math.isclose(d["majority_accuracy"], t["majority_accuracy"], abs_tol=1e-9):
+    # dtrain writes 6 significant digits.
+    if not math.isclose(d["majority_accuracy"], t["majority_accuracy"], rel_tol=1e-5, abs_tol=1e-6):
         fail(f"majority-class accuracy differs (dtrain {d['majority_accuracy']}, pytorch {t['majority_accuracy']}): "
              f"the two did not evaluate the same test file")
     diff = d["test_accuracy"] - t["test_accuracy"]
