@@ -1,19 +1,24 @@
 #!/usr/bin/python3
-"""dtrain beside its PyTorch reference on the seq2seq and DCGAN recipes, on this machine.
+"""dtrain beside its PyTorch reference on the seq2seq, DCGAN, autoencoder and text classifier recipes, on this machine.
 
 Both implementations run as separate single processes with the same thread count, the
 same settings (taken from the recipe's config file, with the same --set overrides applied
 to both) and the same number of steps. dtrain runs as `dtrain train CONFIG --set ...`;
-PyTorch as benchmarks/seq2seq_torch.py or benchmarks/dcgan_torch.py.
+PyTorch as benchmarks/<recipe>_torch.py (seq2seq, dcgan, autoencoder, text_classifier).
 
   throughput   alternates dtrain, PyTorch, dtrain, ... for --rounds rounds, evaluation
-               off; prints each round's rates and the median tokens/s (seq2seq) or
-               images/s (dcgan) of each, with the ratio dtrain / PyTorch.
+               off; prints each round's rates and the median tokens/s (seq2seq),
+               images/s (dcgan, autoencoder) or samples/s (text_classifier: dtrain's
+               metrics records call it images_per_s) of each, with the ratio dtrain / PyTorch.
   quality      one full run of each. seq2seq: held-out loss, token accuracy and BLEU of
                both, and whether dtrain's held-out loss is within 5% of PyTorch's. dcgan:
                both export samples, `dtrain score --classifier CKPT --json` scores them
                (and the real test images), and whether dtrain's score is within 10% of
-               PyTorch's.
+               PyTorch's. autoencoder: held-out loss, pixel MSE and PSNR of both, and
+               whether dtrain's held-out loss is within 5% of PyTorch's. text_classifier:
+               held-out accuracy, loss and the majority-class accuracy of both, and whether
+               dtrain's accuracy is within 1 percentage point of PyTorch's and at least
+               --above-majority above the majority class.
 
 From the repository root, with Debian's python3-torch and python3-h5py:
 
@@ -21,6 +26,10 @@ From the repository root, with Debian's python3-torch and python3-h5py:
     /usr/bin/python3 benchmarks/compare_recipes.py throughput --recipe dcgan --steps 30 --rounds 3 --threads 2
     /usr/bin/python3 benchmarks/compare_recipes.py quality --recipe seq2seq --steps 2000
     /usr/bin/python3 benchmarks/compare_recipes.py quality --recipe dcgan --steps 2000 --classifier CKPT
+    /usr/bin/python3 benchmarks/compare_recipes.py throughput --recipe autoencoder --steps 30 --rounds 3 --threads 2
+    /usr/bin/python3 benchmarks/compare_recipes.py quality --recipe autoencoder --steps 2000
+    /usr/bin/python3 benchmarks/compare_recipes.py throughput --recipe text_classifier --steps 30 --rounds 3 --threads 2
+    /usr/bin/python3 benchmarks/compare_recipes.py quality --recipe text_classifier --steps 3000
 
 Logs, dtrain's metrics files, the samples and a summary JSON go to --out
 (runs/compare_recipes by default), in a folder per mode and recipe.
@@ -36,10 +45,18 @@ import time
 import tomllib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIGS = {"seq2seq": "configs/seq2seq_en_de.toml", "dcgan": "configs/dcgan_fashion_mnist.toml"}
-UNIT = {"seq2seq": "tokens_per_s", "dcgan": "images_per_s"}
+RECIPES = ["seq2seq", "dcgan", "autoencoder", "text_classifier"]
+CONFIGS = {"seq2seq": "configs/seq2seq_en_de.toml", "dcgan": "configs/dcgan_fashion_mnist.toml",
+           "autoencoder": "configs/autoencoder_fashion_mnist.toml", "text_classifier": "configs/langid_words.toml"}
+SCRIPTS = {r: r + "_torch.py" for r in RECIPES}
+# The rate's key in dtrain's train records, and in the reference's JSON line. dtrain's text
+# classifier counts samples (words) under the training loop's default key, images_per_s.
+UNIT = {"seq2seq": "tokens_per_s", "dcgan": "images_per_s", "autoencoder": "images_per_s",
+        "text_classifier": "images_per_s"}
+TORCH_UNIT = {"seq2seq": "tokens_per_s", "dcgan": "images_per_s", "autoencoder": "images_per_s",
+              "text_classifier": "samples_per_s"}
 OPENMP_BLAS = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
-SHORT = {"seq2seq": "tok/s", "dcgan": "img/s"}
+SHORT = {"seq2seq": "tok/s", "dcgan": "img/s", "autoencoder": "img/s", "text_classifier": "samples/s"}
 
 
 def fail(msg):
@@ -97,18 +114,43 @@ def check_same(cfg, key, want, default, why):
         fail(f"{key} = {got!r}: the PyTorch reference supports only {want!r} ({why})")
 
 
+def check_adam(cfg):
+    check_same(cfg, "optimizer.name", "adam", "sgd", "Adam")
+    check_same(cfg, "optimizer.betas", [0.9, 0.999], [0.9, 0.999], "Adam's default betas")
+    check_same(cfg, "optimizer.eps", 1e-8, 1e-8, "Adam's default eps")
+    check_same(cfg, "optimizer.weight_decay", 0.0, 0.0, "no weight decay")
+
+
 def torch_args(recipe, cfg):
     """The PyTorch script's arguments for the config's settings (dtrain's defaults where unset)."""
     check_same(cfg, "grad_accum", 1, 1, "one micro-batch per step")
     check_same(cfg, "schedule.name", "constant", "constant", "a constant learning rate")
     if "data.train" not in cfg:
         fail("the config sets no data.train")
+    common = ["--train", str(cfg["data.train"]), "--test", str(cfg.get("data.test", "")),
+              "--batch-size", str(cfg.get("batch_size", 64)), "--eval-batch-size", str(cfg.get("eval.batch_size", 0)),
+              "--lr", repr(float(cfg.get("optimizer.lr", 0.01))), "--seed", str(cfg.get("seed", 0))]
+    if recipe == "autoencoder":
+        check_same(cfg, "model.name", "autoencoder", "small_cnn", "the autoencoder recipe")
+        check_adam(cfg)
+        check_same(cfg, "data.normalize", "auto", "auto", "pixels p / 255 in [0, 1]")
+        check_same(cfg, "data.augment.pad_crop", 0, 0, "no augmentation")
+        check_same(cfg, "data.augment.hflip", False, False, "no augmentation")
+        return common + ["--code", str(cfg.get("autoencoder.code", 32)), "--width", str(cfg.get("autoencoder.width", 32)),
+                         "--loss", str(cfg.get("autoencoder.loss", "bce")),
+                         "--noise", str(cfg.get("autoencoder.noise", "none")),
+                         "--noise-level", repr(float(cfg.get("autoencoder.noise_level", 0.3)))]
+    if recipe == "text_classifier":
+        check_same(cfg, "model.name", "text_classifier", "small_cnn", "the text classifier recipe")
+        check_adam(cfg)
+        check_same(cfg, "data.augment.pad_crop", 0, 0, "no augmentation")
+        check_same(cfg, "data.augment.hflip", False, False, "no augmentation")
+        return common + ["--emb-dim", str(cfg.get("text.emb_dim", 32)), "--hidden", str(cfg.get("text.hidden", 128)),
+                         "--layers", str(cfg.get("text.layers", 1)),
+                         "--bidirectional" if cfg.get("text.bidirectional", True) else "--no-bidirectional"]
     if recipe == "seq2seq":
         check_same(cfg, "model.name", "seq2seq", "small_cnn", "the seq2seq recipe")
-        check_same(cfg, "optimizer.name", "adam", "sgd", "Adam")
-        check_same(cfg, "optimizer.betas", [0.9, 0.999], [0.9, 0.999], "Adam's default betas")
-        check_same(cfg, "optimizer.eps", 1e-8, 1e-8, "Adam's default eps")
-        check_same(cfg, "optimizer.weight_decay", 0.0, 0.0, "no weight decay")
+        check_adam(cfg)
         hidden = int(cfg.get("model.hidden", 0)) or 256
         return ["--train", str(cfg["data.train"]), "--test", str(cfg.get("data.test", "")),
                 "--emb-dim", str(cfg.get("model.emb_dim", 64)), "--hidden", str(hidden),
@@ -236,7 +278,7 @@ class Runner:
         return read_metrics(metrics), metrics, seconds
 
     def torch(self, tag, steps, extra):
-        script = os.path.join(HERE, "seq2seq_torch.py" if self.recipe == "seq2seq" else "dcgan_torch.py")
+        script = os.path.join(HERE, SCRIPTS[self.recipe])
         cmd = [self.a.python, script] + self.torch_base + ["--steps", str(steps), "--threads", str(self.a.threads),
                                                            "--warmup", str(self.a.warmup)] + extra
         log = self.path(f"pytorch_{tag}.log")
@@ -251,18 +293,22 @@ def cmd_throughput(a):
     interval = max(a.warmup, 1)  # dtrain's first record then covers exactly the warm-up steps
     if a.recipe == "seq2seq":
         d_extra, t_extra = ["data.test=", f"log.interval={interval}"], ["--test", "", "--log-interval", str(a.steps)]
-    else:
+    elif a.recipe == "dcgan":
         d_extra = ["gan.samples=", "gan.export=", f"log.interval={interval}", f"eval.interval={a.steps}"]
         t_extra = ["--log-interval", str(a.steps)]
-    key = UNIT[a.recipe]
+    else:  # autoencoder, text_classifier: no evaluation, no picture, no checkpoint
+        side = "autoencoder.samples=" if a.recipe == "autoencoder" else "text.confusion="
+        d_extra = ["data.test=", side, "checkpoint.dir=", f"log.interval={interval}"]
+        t_extra = ["--test", "", "--log-interval", str(a.steps)]
+    key, tkey = UNIT[a.recipe], TORCH_UNIT[a.recipe]
     ours, theirs = [], []
     for i in range(1, a.rounds + 1):
         records, metrics, _ = r.dtrain(f"r{i}", a.steps, d_extra)
         ours.append(timed_rate(records, key, a.warmup, metrics))
         res, _ = r.torch(f"r{i}", a.steps, t_extra)
-        if res.get(key) is None:
-            fail(f"the PyTorch reference reported no {key}; see {r.path(f'pytorch_r{i}.log')}")
-        theirs.append(res[key])
+        if res.get(tkey) is None:
+            fail(f"the PyTorch reference reported no {tkey}; see {r.path(f'pytorch_r{i}.log')}")
+        theirs.append(res[tkey])
         print(f"round {i}/{a.rounds}: dtrain {ours[-1]:10.1f} {SHORT[a.recipe]}   pytorch {theirs[-1]:10.1f} "
               f"{SHORT[a.recipe]}", flush=True)
     mo, mt = statistics.median(ours), statistics.median(theirs)
@@ -274,7 +320,7 @@ def cmd_throughput(a):
     print(f"| pytorch | {mt:.1f} | {', '.join(f'{x:.1f}' for x in theirs)} |")
     print(f"ratio dtrain / pytorch: {mo / mt:.3f}")
     summary = {"mode": "throughput", "recipe": a.recipe, "steps": a.steps, "warmup": a.warmup, "rounds": a.rounds,
-               "threads": a.threads, "config": r.config, "sets": a.set, "unit": key, "dtrain": ours,
+               "threads": a.threads, "config": r.config, "sets": a.set, "unit": key, "pytorch_unit": tkey, "dtrain": ours,
                "pytorch": theirs, "dtrain_median": mo, "pytorch_median": mt, "ratio": mo / mt}
     with open(r.path("summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
@@ -368,9 +414,91 @@ def quality_dcgan(a, r):
             "dtrain_images_per_s": d_rate, "pytorch": t, "dtrain_last_train": d_last, "scores": list(scores.values())}
 
 
+def last_eval(records, metrics, keys):
+    evals = [x for x in records if x.get("kind") == "eval"]
+    if not evals:
+        fail(f"{metrics}: dtrain wrote no eval record")
+    for k in keys:
+        if k not in evals[-1]:
+            fail(f"{metrics}: the last eval record has no '{k}'")
+    return evals[-1]
+
+
+def torch_result(t, keys, log):
+    for k in keys:
+        if t.get(k) is None:
+            fail(f"the PyTorch reference reported no {k}; see {log}")
+    return t
+
+
+def quality_autoencoder(a, r):
+    if not r.cfg.get("data.test"):
+        fail("the config sets no data.test; the quality comparison needs the held-out file")
+    keys = ("test_loss", "test_mse", "psnr")
+    # No checkpoints (not part of the comparison, and the reference writes none); the
+    # reconstruction grid goes beside the logs.
+    records, metrics, d_sec = r.dtrain("run", a.steps, [f"eval.interval={a.steps}", "checkpoint.dir=",
+                                                        f"autoencoder.samples={r.path('dtrain_reconstructions.png')}"])
+    d = last_eval(records, metrics, keys)
+    d_rate = timed_rate(records, UNIT["autoencoder"], 0, metrics)
+    t, t_sec = r.torch("run", a.steps, ["--log-interval", str(r.cfg.get("log.interval", 100))])
+    t = torch_result(t, keys, r.path("pytorch_run.log"))
+    rel = (d["test_loss"] - t["test_loss"]) / t["test_loss"]
+    ok = abs(rel) <= 0.05
+    print(f"\nautoencoder quality, {a.steps} steps, {a.threads} threads, config {r.config}")
+    print("| | dtrain | pytorch |")
+    print("|---|---|---|")
+    print(f"| held-out loss ({r.cfg.get('autoencoder.loss', 'bce')}) | {d['test_loss']:.4f} | {t['test_loss']:.4f} |")
+    print(f"| pixel MSE | {d['test_mse']:.5f} | {t['test_mse']:.5f} |")
+    print(f"| PSNR (dB) | {d['psnr']:.2f} | {t['psnr']:.2f} |")
+    print(f"| train images/s (indicative; use throughput) | {d_rate:.1f} | {fmt(t.get('images_per_s'), '.1f')} |")
+    print(f"| run seconds (process) | {d_sec:.1f} | {t_sec:.1f} |")
+    print(f"held-out loss: dtrain {100 * rel:+.2f}% against pytorch; within 5%: {'yes' if ok else 'NO'}")
+    return {"dtrain": d, "pytorch": t, "dtrain_images_per_s": d_rate, "relative_loss_difference": rel,
+            "within_5_percent": ok}
+
+
+def quality_text_classifier(a, r):
+    if not r.cfg.get("data.test"):
+        fail("the config sets no data.test; the quality comparison needs the held-out file")
+    keys = ("test_accuracy", "majority_accuracy", "test_loss")
+    records, metrics, d_sec = r.dtrain("run", a.steps, [f"eval.interval={a.steps}", "checkpoint.dir=",
+                                                        f"text.confusion={r.path('dtrain_confusion.png')}"])
+    d = last_eval(records, metrics, keys)
+    d_rate = timed_rate(records, UNIT["text_classifier"], 0, metrics)
+    t, t_sec = r.torch("run", a.steps, ["--log-interval", str(r.cfg.get("log.interval", 100))])
+    t = torch_result(t, keys, r.path("pytorch_run.log"))
+    # dtrain writes 6 significant digits.
+    if not math.isclose(d["majority_accuracy"], t["majority_accuracy"], rel_tol=1e-5, abs_tol=1e-6):
+        fail(f"majority-class accuracy differs (dtrain {d['majority_accuracy']}, pytorch {t['majority_accuracy']}): "
+             f"the two did not evaluate the same test file")
+    diff = d["test_accuracy"] - t["test_accuracy"]
+    close = abs(diff) <= 0.01
+    margin = d["test_accuracy"] - d["majority_accuracy"]
+    above = margin >= a.above_majority
+    print(f"\ntext_classifier quality, {a.steps} steps, {a.threads} threads, config {r.config}")
+    print("| | dtrain | pytorch |")
+    print("|---|---|---|")
+    print(f"| held-out accuracy | {100 * d['test_accuracy']:.2f}% | {100 * t['test_accuracy']:.2f}% |")
+    print(f"| held-out loss | {d['test_loss']:.4f} | {t['test_loss']:.4f} |")
+    print(f"| majority class | {100 * d['majority_accuracy']:.2f}% | {100 * t['majority_accuracy']:.2f}% |")
+    print(f"| train samples/s (indicative; use throughput) | {d_rate:.1f} | {fmt(t.get('samples_per_s'), '.1f')} |")
+    print(f"| run seconds (process) | {d_sec:.1f} | {t_sec:.1f} |")
+    print(f"held-out accuracy: dtrain {100 * diff:+.2f} points against pytorch; within 1 point: "
+          f"{'yes' if close else 'NO'}; {100 * margin:+.2f} points above the majority class (bar "
+          f"{100 * a.above_majority:.0f}): {'yes' if above else 'NO'}")
+    return {"dtrain": d, "pytorch": t, "dtrain_samples_per_s": d_rate, "accuracy_difference": diff,
+            "within_1_point": close, "above_majority": margin, "above_majority_bar": a.above_majority,
+            "well_above_majority": above}
+
+
+QUALITY = {"seq2seq": quality_seq2seq, "dcgan": quality_dcgan, "autoencoder": quality_autoencoder,
+           "text_classifier": quality_text_classifier}
+
+
 def cmd_quality(a):
     r = Runner(a, a.recipe, "quality")
-    result = quality_seq2seq(a, r) if a.recipe == "seq2seq" else quality_dcgan(a, r)
+    result = QUALITY[a.recipe](a, r)
     result.update({"mode": "quality", "recipe": a.recipe, "steps": a.steps, "threads": a.threads, "config": r.config,
                    "sets": a.set})
     with open(r.path("summary.json"), "w") as f:
@@ -382,11 +510,11 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--recipe", choices=["seq2seq", "dcgan"], required=True)
+    common.add_argument("--recipe", choices=RECIPES, required=True)
     common.add_argument("--dtrain", default=os.path.join("build", "launcher", "dtrain"), help="the dtrain binary")
     common.add_argument("--python", default=sys.executable, help="the Python that runs the PyTorch references")
-    common.add_argument("--config", default="", help="dtrain config; default configs/seq2seq_en_de.toml or "
-                                                     "configs/dcgan_fashion_mnist.toml")
+    common.add_argument("--config", default="", help="dtrain config; default " + ", ".join(
+        f"{CONFIGS[x]} ({x})" for x in RECIPES))
     common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override applied to both implementations (repeatable)")
     common.add_argument("--threads", type=int, default=2, help="CPU threads of each process")
@@ -404,6 +532,9 @@ def main():
     q.add_argument("--export-n", type=int, default=10000, help="dcgan: samples exported by each implementation")
     q.add_argument("--real", default=os.path.join("data", "fashion_mnist_test.h5"),
                    help="dcgan: real images scored alongside, as a reference")
+    q.add_argument("--above-majority", type=float, default=0.2,
+                   help="text_classifier: the margin (a fraction: 0.2 = 20 points) by which dtrain's held-out "
+                        "accuracy must exceed the majority class's")
     a = p.parse_args()
     if a.threads < 1 or a.steps < 1 or a.warmup < 0:
         p.error("--threads and --steps must be >= 1, --warmup >= 0")
