@@ -15,20 +15,11 @@
 #include "core/io/h5.h"
 #include "core/io/image.h"
 #include "tests/support/checkpoints.h"
-#include "tests/support/paths.h"
-#include "tests/support/run.h"
+#include "tests/support/e2e.h"
 
 namespace {
 
-namespace fs = std::filesystem;
-using dtrain::testing::contains;
-using dtrain::testing::have_mpirun;
-using dtrain::testing::json_number;
-using dtrain::testing::read_lines;
-using CliRun = dtrain::testing::CommandResult;
-
-CliRun shell(const std::string& cmd) { return dtrain::testing::run_shell(cmd); }
-std::string bin() { return dtrain::testing::dtrain_bin(); }
+using namespace dtrain::testing::e2e;
 
 class AutoencoderRecipe : public ::testing::Test {
  protected:
@@ -106,15 +97,11 @@ TEST_F(AutoencoderRecipe, DenoisingAddsTheCorruptedRowAndTheLossFallsOnTheTraini
 
 TEST_F(AutoencoderRecipe, TwoRanksAtBatchBEqualOneProcessAtTwiceBWithDenoising) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun is not on PATH";
-  const std::string one = (dir_ / "one").string(), two = (dir_ / "two").string();
-  const std::string flags = " --set autoencoder.noise=gaussian --set log.metrics= --set autoencoder.samples=";
-  CliRun a = shell(bin() + " train " + config_ + flags + " --set batch_size=8 --checkpoint-dir " + one);
-  ASSERT_EQ(a.exit_code, 0) << a.output;
-  CliRun b = shell(dtrain::testing::mpirun_prefix(180) + " -np 2 " + bin() + " train " + config_ + flags +
-                   " --set batch_size=4 --checkpoint-dir " + two);
-  ASSERT_EQ(b.exit_code, 0) << b.output;
-  dtrain::ckpt::Contents ca = dtrain::ckpt::read(one + "/step-6.h5"), cb = dtrain::ckpt::read(two + "/step-6.h5");
-  EXPECT_EQ(ca.trainer.cursor, cb.trainer.cursor);
+  const OneVersusTwo r = one_process_and_two_ranks(
+      dir_, config_, " --set autoencoder.noise=gaussian --set log.metrics= --set autoencoder.samples=", 4, 6);
+  if (::testing::Test::HasFailure()) return;
+  const dtrain::ckpt::Contents& ca = r.one;
+  const dtrain::ckpt::Contents& cb = r.two;
   ASSERT_EQ(ca.rng.size(), 1u);
   ASSERT_EQ(cb.rng.size(), 1u);
   EXPECT_EQ(ca.rng[0].state, cb.rng[0].state) << "the same noise drawn";

@@ -31,20 +31,12 @@
 #include "core/checkpoint.h"
 #include "core/io/h5.h"
 #include "tests/support/checkpoints.h"
-#include "tests/support/paths.h"
-#include "tests/support/run.h"
+#include "tests/support/e2e.h"
 
 namespace {
 
-namespace fs = std::filesystem;
-using dtrain::testing::contains;
-using dtrain::testing::have_mpirun;
-using dtrain::testing::json_number;
-using dtrain::testing::read_lines;
+using namespace dtrain::testing::e2e;
 using dtrain::testing::CommandResult;
-
-CommandResult shell(const std::string& cmd) { return dtrain::testing::run_shell(cmd); }
-std::string bin() { return dtrain::testing::dtrain_bin(); }
 
 // `mpirun -np RANKS dtrain train` with extra environment variables.
 std::string mpirun(int ranks, const std::string& env = "") {

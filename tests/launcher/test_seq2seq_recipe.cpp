@@ -13,20 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "tests/support/paths.h"
-#include "tests/support/run.h"
+#include "tests/support/e2e.h"
 
 namespace {
 
-namespace fs = std::filesystem;
-using dtrain::testing::contains;
-using dtrain::testing::have_mpirun;
-using dtrain::testing::json_number;
-using dtrain::testing::read_lines;
-using CliRun = dtrain::testing::CommandResult;
-
-CliRun shell(const std::string& cmd) { return dtrain::testing::run_shell(cmd); }
-std::string bin() { return dtrain::testing::dtrain_bin(); }
+using namespace dtrain::testing::e2e;
 
 class Seq2SeqRecipe : public ::testing::Test {
  protected:

@@ -16,19 +16,11 @@
 #include "core/checkpoint.h"
 #include "core/io/image.h"
 #include "tests/support/checkpoints.h"
-#include "tests/support/paths.h"
-#include "tests/support/run.h"
+#include "tests/support/e2e.h"
 
 namespace {
 
-namespace fs = std::filesystem;
-using dtrain::testing::contains;
-using dtrain::testing::have_mpirun;
-using dtrain::testing::read_lines;
-using CliRun = dtrain::testing::CommandResult;
-
-CliRun shell(const std::string& cmd) { return dtrain::testing::run_shell(cmd); }
-std::string bin() { return dtrain::testing::dtrain_bin(); }
+using namespace dtrain::testing::e2e;
 
 class TextClassifierRecipe : public ::testing::Test {
  protected:
@@ -94,17 +86,10 @@ TEST_F(TextClassifierRecipe, TrainsAndReportsAccuracyPerClassScoresAndTheConfusi
 
 TEST_F(TextClassifierRecipe, TwoRanksAtBatchBEqualOneProcessAtTwiceB) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun is not on PATH";
-  const std::string one = (dir_ / "one").string(), two = (dir_ / "two").string();
-  const std::string flags = " --set log.metrics= --set text.confusion=";
-  CliRun a = shell(bin() + " train " + config_ + flags + " --set batch_size=8 --checkpoint-dir " + one);
-  ASSERT_EQ(a.exit_code, 0) << a.output;
-  CliRun b = shell(dtrain::testing::mpirun_prefix(180) + " -np 2 " + bin() + " train " + config_ + flags +
-                   " --set batch_size=4 --checkpoint-dir " + two);
-  ASSERT_EQ(b.exit_code, 0) << b.output;
-  dtrain::ckpt::Contents ca = dtrain::ckpt::read(one + "/step-8.h5"), cb = dtrain::ckpt::read(two + "/step-8.h5");
-  EXPECT_EQ(ca.trainer.cursor, cb.trainer.cursor);
+  const OneVersusTwo r = one_process_and_two_ranks(dir_, config_, " --set log.metrics= --set text.confusion=", 4, 8);
+  if (::testing::Test::HasFailure()) return;
   // Adam at lr 0.02 carries the all-reduce's rounding (about 1e-7) up to about 1e-6.
-  const dtrain::testing::ModelDifference d = dtrain::testing::expect_close_models(ca, cb, 1e-5, 1e-4);
+  const dtrain::testing::ModelDifference d = dtrain::testing::expect_close_models(r.one, r.two, 1e-5, 1e-4);
   std::printf("2 ranks x 4 vs 1 x 8 after 8 steps: max |diff| %.3g (in %s)\n", d.max_abs, d.worst.c_str());
 }
 

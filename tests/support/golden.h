@@ -16,6 +16,11 @@
 #include "core/nn/module.h"
 #include "core/optim/optimizer.h"
 #include "core/runtime.h"
+
+namespace dtrain {
+// gtest prints a DType parameter by its name ("f32") instead of its bytes.
+inline void PrintTo(DType t, std::ostream* os) { *os << dtype_name(t); }
+}  // namespace dtrain
 #include "tests/support/compare.h"
 
 namespace dtrain::testing {
