@@ -55,8 +55,8 @@ void dropout_forward(const T* x, T* y, uint8_t* mask, int64_t n, T p, uint64_t s
   check_ptr(kernel, "mask", mask, n);
   if (n == 0) return;
   const int64_t blocks = (n + 3) / 4;
-  DT_LAUNCH(blocks_for(blocks), kThreads, 0, stream_of(ex), dropout_forward_kernel)(x, y, mask, n, blocks, p, seed,
-                                                                            offset);
+  DT_LAUNCH(blocks_for(blocks), kThreads, 0, stream_of(ex), dropout_forward_kernel)(
+      x, y, mask, n, blocks, p, seed, offset);
   check_launch(kernel);
 }
 

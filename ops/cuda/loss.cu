@@ -131,7 +131,8 @@ void softmax_xent_forward(const T* logits, const int64_t* labels, T* probs, T* l
   check_ptr(kernel, "probs", probs, rows * classes);
   check_ptr(kernel, "loss", loss, 1);
   // rows == 0 still launches: loss[0] = NaN, the mean of nothing.
-  DT_LAUNCH(1, kReduceThreads, 0, stream_of(ex), softmax_xent_forward_kernel)(logits, labels, probs, loss, rows, classes);
+  DT_LAUNCH(1, kReduceThreads, 0, stream_of(ex), softmax_xent_forward_kernel)(
+      logits, labels, probs, loss, rows, classes);
   check_launch(kernel);
 }
 
@@ -146,8 +147,8 @@ void softmax_xent_backward(const T* probs, const int64_t* labels, const T* g, T*
   check_ptr(kernel, "g", g, rows * classes);
   check_ptr(kernel, "glogits", glogits, rows * classes);
   if (rows * classes == 0) return;
-  DT_LAUNCH(blocks_for(rows * classes), kThreads, 0, stream_of(ex), softmax_xent_backward_kernel)(probs, labels, g, glogits,
-                                                                                          rows, classes);
+  DT_LAUNCH(blocks_for(rows * classes), kThreads, 0, stream_of(ex), softmax_xent_backward_kernel)(
+      probs, labels, g, glogits, rows, classes);
   check_launch(kernel);
 }
 

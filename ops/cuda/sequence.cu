@@ -261,8 +261,8 @@ void embedding_backward(const int64_t* ids, const T* gout, T* gtable, int64_t n,
   check_ptr(kernel, "gout", gout, n * dim);
   check_ptr(kernel, "gtable", gtable, vocab * dim);
   if (vocab * dim == 0) return;
-  DT_LAUNCH(blocks_for(vocab * dim), kThreads, 0, stream_of(ex), embedding_backward_kernel)(ids, gout, gtable, n, vocab,
-                                                                                     dim, padding_idx);
+  DT_LAUNCH(blocks_for(vocab * dim), kThreads, 0, stream_of(ex), embedding_backward_kernel)(
+      ids, gout, gtable, n, vocab, dim, padding_idx);
   check_launch(kernel);
 }
 
@@ -278,8 +278,8 @@ void softmax_xent_masked_forward(const T* logits, const int64_t* labels, T* prob
   check_ptr(kernel, "loss", loss, 1);
   check_ptr(kernel, "count", count, 1);
   // rows == 0 still launches: loss[0] = NaN, count[0] = 0.
-  DT_LAUNCH(1, kReduceThreads, 0, stream_of(ex), softmax_xent_masked_forward_kernel)(logits, labels, probs, loss, count,
-                                                                              rows, classes, ignore_index);
+  DT_LAUNCH(1, kReduceThreads, 0, stream_of(ex), softmax_xent_masked_forward_kernel)(
+      logits, labels, probs, loss, count, rows, classes, ignore_index);
   check_launch(kernel);
 }
 
@@ -312,7 +312,8 @@ void lstm_cell_forward(const T* gates, const T* c_prev, T* act, T* h, T* c, int6
   check_ptr(kernel, "h", h, bh);
   check_ptr(kernel, "c", c, bh);
   if (bh == 0) return;
-  DT_LAUNCH(blocks_for(bh), kThreads, 0, stream_of(ex), lstm_cell_forward_kernel)(gates, c_prev, act, h, c, batch, hidden);
+  DT_LAUNCH(blocks_for(bh), kThreads, 0, stream_of(ex), lstm_cell_forward_kernel)(
+      gates, c_prev, act, h, c, batch, hidden);
   check_launch(kernel);
 }
 
@@ -331,8 +332,8 @@ void lstm_cell_backward(const T* act, const T* c_prev, const T* c, const T* gh, 
   check_ptr(kernel, "ggates", ggates, 4 * bh);
   check_ptr(kernel, "gc_prev", gc_prev, bh);
   if (bh == 0) return;
-  DT_LAUNCH(blocks_for(bh), kThreads, 0, stream_of(ex), lstm_cell_backward_kernel)(act, c_prev, c, gh, gc, ggates, gc_prev,
-                                                                            batch, hidden);
+  DT_LAUNCH(blocks_for(bh), kThreads, 0, stream_of(ex), lstm_cell_backward_kernel)(
+      act, c_prev, c, gh, gc, ggates, gc_prev, batch, hidden);
   check_launch(kernel);
 }
 

@@ -179,8 +179,8 @@ __global__ void early_return_kernel(float* out) {
 TEST(EmuPlantedBugs, EarlyReturnBeforeABarrier) {
   DeviceBuffer<float> out(64);
   expect_error([&] { DT_LAUNCH(1, 64, 0, nullptr, early_return_kernel)(out.data()); },
-               {"kernel early_return_kernel", "thread (7,0,0)", "exited while other threads wait at __syncthreads() at " +
-                                                                    here(kEarlyReturnBarrierLine)});
+               {"kernel early_return_kernel", "thread (7,0,0)",
+                "exited while other threads wait at __syncthreads() at " + here(kEarlyReturnBarrierLine)});
 }
 
 constexpr int kDivergentBarrierLine = __LINE__ + 4;

@@ -75,7 +75,9 @@ template <typename T>
   for (size_t i = 0; i < got.size(); ++i) {
     const double g = static_cast<double>(got[i]), w = static_cast<double>(want[i]);
     const bool ok = (std::isnan(g) && std::isnan(w)) || g == w || std::fabs(g - w) <= t.atol + t.rtol * std::fabs(w);
-    if (!ok && bad++ == 0) first = "[" + std::to_string(i) + "] cuda " + std::to_string(g) + " cpu " + std::to_string(w);
+    if (!ok && bad++ == 0) {
+      first = "[" + std::to_string(i) + "] cuda " + std::to_string(g) + " cpu " + std::to_string(w);
+    }
   }
   if (bad == 0) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << what << ": " << bad << " of " << got.size() << " differ, first " << first;
