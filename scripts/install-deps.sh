@@ -11,6 +11,9 @@ packages=(
   libopenmpi-dev openmpi-bin
   libhdf5-dev hdf5-tools
   libboost-dev libboost-system-dev
+  # The CUDA grid emulator's fibers (tests/emu/), and llvm-symbolizer for the line
+  # numbers in its sanitizer build's reports.
+  libboost-context-dev llvm
   libgtest-dev libgmock-dev
   libopenblas-dev libopenblas0-openmp libdnnl-dev libpng-dev zlib1g-dev libtomlplusplus-dev
   dataset-fashion-mnist dict-freedict-eng-deu

@@ -169,7 +169,7 @@ void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T
     invalid(kernel, "training needs more than 1 value per channel, got n * hw = " + std::to_string(m));
   }
   if (channels == 0) return;
-  bn_forward_train_kernel<<<channel_blocks(channels), kChannelThreads, 0, stream_of(ex)>>>(
+  DT_LAUNCH(channel_blocks(channels), kChannelThreads, 0, stream_of(ex), bn_forward_train_kernel)(
       x, gamma, beta, y, save_mean, save_invstd, running_mean, running_var, n, channels, hw,
       static_cast<double>(momentum), static_cast<double>(eps));
   check_launch(kernel);
@@ -186,7 +186,7 @@ void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T*
   check_channel_ptrs(kernel, channels,
                      {{"gamma", gamma}, {"beta", beta}, {"running_mean", running_mean}, {"running_var", running_var}});
   if (total == 0) return;
-  bn_forward_eval_kernel<<<blocks_for(total), kThreads, 0, stream_of(ex)>>>(
+  DT_LAUNCH(blocks_for(total), kThreads, 0, stream_of(ex), bn_forward_eval_kernel)(
       x, gamma, beta, running_mean, running_var, y, total, channels, hw, static_cast<double>(eps));
   check_launch(kernel);
 }
@@ -207,11 +207,11 @@ void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_
   // The double sums for gx; null when there is no gx to write or no scratch.
   auto* sums = total > 0 ? static_cast<double*>(ex.scratch(static_cast<size_t>(2 * channels) * sizeof(double)))
                          : nullptr;
-  bn_backward_sums_kernel<<<channel_blocks(channels), kChannelThreads, 0, stream_of(ex)>>>(
+  DT_LAUNCH(channel_blocks(channels), kChannelThreads, 0, stream_of(ex), bn_backward_sums_kernel)(
       x, gy, save_mean, save_invstd, ggamma, gbeta, sums, n, channels, hw);
   check_launch(kernel);
   if (total == 0) return;
-  bn_backward_input_kernel<<<blocks_for(total), kThreads, 0, stream_of(ex)>>>(
+  DT_LAUNCH(blocks_for(total), kThreads, 0, stream_of(ex), bn_backward_input_kernel)(
       x, gy, gamma, save_mean, save_invstd, ggamma, gbeta, sums, gx, total, channels, hw,
       static_cast<double>(n * hw));
   check_launch(kernel);

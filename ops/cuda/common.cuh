@@ -1,6 +1,7 @@
 #pragma once
-// Helpers shared by the CUDA launchers: the stream of an Exec, launch geometry for
-// grid-stride kernels, the launch check, and a deterministic block-wide double sum.
+// Helpers shared by the CUDA launchers: the launch macro, the stream of an Exec, launch
+// geometry for grid-stride kernels, the launch check, and a deterministic block-wide
+// double sum.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -10,6 +11,25 @@
 
 #include "ops/common/checks.h"
 #include "ops/cuda.h"
+
+// Every kernel launch is written
+//     DT_LAUNCH(grid, block, shared_bytes, stream, kernel)(arguments);
+// (template arguments may follow the kernel's name). Under nvcc it is the `<<< >>>`
+// launch; compiled for the CPU grid emulator (tests/emu/, docs/EMULATOR.md: the .cu
+// files built by the host compiler against shim headers) it runs the grid there.
+// Dynamic shared memory is declared DT_DYNAMIC_SHARED(T, name) (a T* named `name`).
+#if defined(DTRAIN_CUDA_EMULATOR)
+#define DT_LAUNCH(grid, block, smem, stream, ...)                                                  \
+  ::dtrain::emu::make_launch(#__VA_ARGS__, __FILE__, __LINE__, ::dtrain::emu::to_dim3(grid),       \
+                             ::dtrain::emu::to_dim3(block), static_cast<size_t>(smem), (stream), \
+                             [](auto... dt_args_) { __VA_ARGS__(dt_args_...); })
+#define DT_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(::dtrain::emu::dynamic_shared())
+#else
+#define DT_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#define DT_DYNAMIC_SHARED(T, name)                                  \
+  extern __shared__ __align__(16) unsigned char dt_dynamic_shared_[]; \
+  T* name = reinterpret_cast<T*>(dt_dynamic_shared_)
+#endif
 
 namespace dtrain::ops::cuda::detail {
 
@@ -35,6 +55,11 @@ inline void check_launch(const char* kernel) {
     throw std::runtime_error(std::string("dtrain::ops::") + kernel + ": launch failed: " + cudaGetErrorString(err));
   }
 }
+
+// c[r, col] = beta == 0 ? 0 : beta * c[r, col] for an (m, n) matrix of row stride ldc
+// (gemm's k == 0 case; defined in ops/cuda/elementwise.cu, apart from the cuBLAS calls).
+template <typename T>
+void scale_matrix(T* c, int64_t m, int64_t n, int64_t ldc, T beta, Exec ex);
 
 // Start and stride of a 1-D grid-stride loop, in 64 bits.
 __device__ inline int64_t grid_start() { return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
@@ -107,7 +132,7 @@ void launch_map1(const char* kernel, const char* x_name, const T* x, T* out, int
   check_ptr(kernel, x_name, x, n);
   check_ptr(kernel, "out", out, n);
   if (n == 0) return;
-  map1_kernel<<<blocks_for(n), kThreads, 0, stream_of(ex)>>>(x, out, n, op);
+  DT_LAUNCH(blocks_for(n), kThreads, 0, stream_of(ex), map1_kernel)(x, out, n, op);
   check_launch(kernel);
 }
 
@@ -119,7 +144,7 @@ void launch_map2(const char* kernel, const char* a_name, const T* a, const char*
   check_ptr(kernel, b_name, b, n);
   check_ptr(kernel, "out", out, n);
   if (n == 0) return;
-  map2_kernel<<<blocks_for(n), kThreads, 0, stream_of(ex)>>>(a, b, out, n, op);
+  DT_LAUNCH(blocks_for(n), kThreads, 0, stream_of(ex), map2_kernel)(a, b, out, n, op);
   check_launch(kernel);
 }
 

@@ -24,7 +24,7 @@ void convert(const S* x, D* out, int64_t n, Exec ex) {
   check_ptr("cuda::convert", "x", x, n);
   check_ptr("cuda::convert", "out", out, n);
   if (n == 0) return;
-  convert_kernel<S, D><<<blocks_for(n), kThreads, 0, stream_of(ex)>>>(x, out, n);
+  DT_LAUNCH(blocks_for(n), kThreads, 0, stream_of(ex), convert_kernel<S, D>)(x, out, n);
   check_launch("cuda::convert");
 }
 

@@ -55,8 +55,8 @@ void dropout_forward(const T* x, T* y, uint8_t* mask, int64_t n, T p, uint64_t s
   check_ptr(kernel, "mask", mask, n);
   if (n == 0) return;
   const int64_t blocks = (n + 3) / 4;
-  dropout_forward_kernel<<<blocks_for(blocks), kThreads, 0, stream_of(ex)>>>(x, y, mask, n, blocks, p, seed,
-                                                                            offset);
+  DT_LAUNCH(blocks_for(blocks), kThreads, 0, stream_of(ex), dropout_forward_kernel)(
+      x, y, mask, n, blocks, p, seed, offset);
   check_launch(kernel);
 }
 
@@ -69,7 +69,7 @@ void dropout_backward(const T* gy, const uint8_t* mask, T* gx, int64_t n, T p, E
   check_ptr(kernel, "mask", mask, n);
   check_ptr(kernel, "gx", gx, n);
   if (n == 0) return;
-  dropout_backward_kernel<<<blocks_for(n), kThreads, 0, stream_of(ex)>>>(gy, mask, gx, n, p);
+  DT_LAUNCH(blocks_for(n), kThreads, 0, stream_of(ex), dropout_backward_kernel)(gy, mask, gx, n, p);
   check_launch(kernel);
 }
 

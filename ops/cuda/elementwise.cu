@@ -1,6 +1,7 @@
 // Elementwise CUDA kernels: fill, add/sub/mul/div, affine, axpby, scale_by.
 // All buffers are (n) (g is (1), in device memory); outputs are written with `=` and
 // may alias an input. Every kernel is a grid-stride loop of 256-thread blocks.
+// Also detail::scale_matrix, C = beta C for gemm's k == 0 (ops/cuda/gemm.cu).
 #include "ops/common/instantiate.h"
 #include "ops/cuda/common.cuh"
 
@@ -45,16 +46,38 @@ __global__ void scale_by_kernel(const T* x, const T* g, T* out, int64_t n) {
   for (int64_t i = grid_start(); i < n; i += grid_stride()) out[i] = x[i] * s;
 }
 
+// c[r, col] = beta == 0 ? 0 : beta * c[r, col] (gemm with k == 0).         c: (M, ldc)
+template <typename T>
+__global__ void scale_matrix_kernel(T* c, int64_t m, int64_t n, int64_t ldc, T beta) {
+  for (int64_t i = grid_start(); i < m * n; i += grid_stride()) {
+    T& v = c[(i / n) * ldc + i % n];
+    v = beta == T(0) ? T(0) : beta * v;
+  }
+}
+
 }  // namespace
 
 bool compiled() { return true; }
+
+namespace detail {
+
+template <typename T>
+void scale_matrix(T* c, int64_t m, int64_t n, int64_t ldc, T beta, Exec ex) {
+  if (m == 0 || n == 0) return;
+  DT_LAUNCH(blocks_for(m * n), kThreads, 0, stream_of(ex), scale_matrix_kernel)(c, m, n, ldc, beta);
+  check_launch("cuda::gemm (k == 0 scale)");
+}
+template void scale_matrix(float*, int64_t, int64_t, int64_t, float, Exec);
+template void scale_matrix(double*, int64_t, int64_t, int64_t, double, Exec);
+
+}  // namespace detail
 
 template <typename T>
 void fill(T* out, T value, int64_t n, Exec ex) {
   check_size("cuda::fill", "n", n);
   check_ptr("cuda::fill", "out", out, n);
   if (n == 0) return;
-  fill_kernel<<<blocks_for(n), kThreads, 0, stream_of(ex)>>>(out, value, n);
+  DT_LAUNCH(blocks_for(n), kThreads, 0, stream_of(ex), fill_kernel)(out, value, n);
   check_launch("cuda::fill");
 }
 
@@ -95,7 +118,7 @@ void scale_by(const T* x, const T* g, T* out, int64_t n, Exec ex) {
   check_ptr("cuda::scale_by", "g", g, n);
   check_ptr("cuda::scale_by", "out", out, n);
   if (n == 0) return;
-  scale_by_kernel<<<blocks_for(n), kThreads, 0, stream_of(ex)>>>(x, g, out, n);
+  DT_LAUNCH(blocks_for(n), kThreads, 0, stream_of(ex), scale_by_kernel)(x, g, out, n);
   check_launch("cuda::scale_by");
 }
 

@@ -6,7 +6,8 @@
 // C^T = op(B)^T op(A)^T is one column-major gemm with B first and m, n swapped. The
 // handle ex.blas must be bound to ex.stream with CUBLAS_POINTER_MODE_HOST (the default);
 // alpha and beta are host scalars. k == 0 gives C = beta C (0 when beta == 0) without
-// calling cuBLAS.
+// calling cuBLAS (detail::scale_matrix: the file's only kernel lives with the elementwise
+// ones, so that this file holds library calls alone and the emulator can run that kernel).
 #include <cublas_v2.h>
 
 #include "ops/common/gemm_checks.h"
@@ -17,15 +18,6 @@ namespace dtrain::ops::cuda {
 namespace {
 
 using namespace detail;
-
-// c[r, col] = beta == 0 ? 0 : beta * c[r, col] (gemm with k == 0).         c: (M, ldc)
-template <typename T>
-__global__ void scale_matrix_kernel(T* c, int64_t m, int64_t n, int64_t ldc, T beta) {
-  for (int64_t i = grid_start(); i < m * n; i += grid_stride()) {
-    T& v = c[(i / n) * ldc + i % n];
-    v = beta == T(0) ? T(0) : beta * v;
-  }
-}
 
 void check_cublas(cublasStatus_t status, const char* call) {
   if (status != CUBLAS_STATUS_SUCCESS) {
@@ -54,8 +46,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
   ::dtrain::ops::detail::check_gemm("cuda::gemm", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
   if (m == 0 || n == 0) return;
   if (k == 0) {
-    scale_matrix_kernel<<<blocks_for(m * n), kThreads, 0, stream_of(ex)>>>(c, m, n, ldc, beta);
-    check_launch("cuda::gemm (k == 0 scale)");
+    scale_matrix(c, m, n, ldc, beta, ex);  // ops/cuda/elementwise.cu
     return;
   }
   // Column-major view: C^T (N, M) = op(B)^T (N, K) @ op(A)^T (K, M).

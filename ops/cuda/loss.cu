@@ -131,7 +131,8 @@ void softmax_xent_forward(const T* logits, const int64_t* labels, T* probs, T* l
   check_ptr(kernel, "probs", probs, rows * classes);
   check_ptr(kernel, "loss", loss, 1);
   // rows == 0 still launches: loss[0] = NaN, the mean of nothing.
-  softmax_xent_forward_kernel<<<1, kReduceThreads, 0, stream_of(ex)>>>(logits, labels, probs, loss, rows, classes);
+  DT_LAUNCH(1, kReduceThreads, 0, stream_of(ex), softmax_xent_forward_kernel)(
+      logits, labels, probs, loss, rows, classes);
   check_launch(kernel);
 }
 
@@ -146,8 +147,8 @@ void softmax_xent_backward(const T* probs, const int64_t* labels, const T* g, T*
   check_ptr(kernel, "g", g, rows * classes);
   check_ptr(kernel, "glogits", glogits, rows * classes);
   if (rows * classes == 0) return;
-  softmax_xent_backward_kernel<<<blocks_for(rows * classes), kThreads, 0, stream_of(ex)>>>(probs, labels, g, glogits,
-                                                                                          rows, classes);
+  DT_LAUNCH(blocks_for(rows * classes), kThreads, 0, stream_of(ex), softmax_xent_backward_kernel)(
+      probs, labels, g, glogits, rows, classes);
   check_launch(kernel);
 }
 
@@ -158,7 +159,7 @@ void mse_forward(const T* a, const T* b, T* loss, int64_t n, Exec ex) {
   check_ptr("cuda::mse_forward", "b", b, n);
   check_ptr("cuda::mse_forward", "loss", loss, 1);
   // n == 0 still launches: loss[0] = NaN.
-  mse_forward_kernel<<<1, kReduceThreads, 0, stream_of(ex)>>>(a, b, loss, n);
+  DT_LAUNCH(1, kReduceThreads, 0, stream_of(ex), mse_forward_kernel)(a, b, loss, n);
   check_launch("cuda::mse_forward");
 }
 
@@ -169,7 +170,7 @@ void mse_backward(const T* a, const T* b, const T* g, T* ga, T* gb, int64_t n, E
   check_ptr("cuda::mse_backward", "b", b, n);
   check_ptr("cuda::mse_backward", "g", g, n);
   if (n == 0 || (ga == nullptr && gb == nullptr)) return;
-  mse_backward_kernel<<<blocks_for(n), kThreads, 0, stream_of(ex)>>>(a, b, g, ga, gb, n);
+  DT_LAUNCH(blocks_for(n), kThreads, 0, stream_of(ex), mse_backward_kernel)(a, b, g, ga, gb, n);
   check_launch("cuda::mse_backward");
 }
 
@@ -180,7 +181,7 @@ void bce_logits_forward(const T* x, const T* y, T* loss, int64_t n, Exec ex) {
   check_ptr("cuda::bce_logits_forward", "y", y, n);
   check_ptr("cuda::bce_logits_forward", "loss", loss, 1);
   // n == 0 still launches: loss[0] = NaN.
-  bce_logits_forward_kernel<<<1, kReduceThreads, 0, stream_of(ex)>>>(x, y, loss, n);
+  DT_LAUNCH(1, kReduceThreads, 0, stream_of(ex), bce_logits_forward_kernel)(x, y, loss, n);
   check_launch("cuda::bce_logits_forward");
 }
 
@@ -191,7 +192,7 @@ void bce_logits_backward(const T* x, const T* y, const T* g, T* gx, T* gy, int64
   check_ptr("cuda::bce_logits_backward", "y", y, n);
   check_ptr("cuda::bce_logits_backward", "g", g, n);
   if (n == 0 || (gx == nullptr && gy == nullptr)) return;
-  bce_logits_backward_kernel<<<blocks_for(n), kThreads, 0, stream_of(ex)>>>(x, y, g, gx, gy, n);
+  DT_LAUNCH(blocks_for(n), kThreads, 0, stream_of(ex), bce_logits_backward_kernel)(x, y, g, gx, gy, n);
   check_launch("cuda::bce_logits_backward");
 }
 

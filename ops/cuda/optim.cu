@@ -58,8 +58,8 @@ void sgd_step(T* param, const T* grad, T* momentum_buf, int64_t n, T lr, T momen
   check_ptr(kernel, "grad", grad, n);
   if (momentum != T(0)) check_ptr(kernel, "momentum_buf", momentum_buf, n);
   if (n == 0) return;
-  sgd_step_kernel<<<blocks_for(n), kThreads, 0, stream_of(ex)>>>(param, grad, momentum_buf, n, lr, momentum,
-                                                                 dampening, weight_decay, nesterov, first_step);
+  DT_LAUNCH(blocks_for(n), kThreads, 0, stream_of(ex), sgd_step_kernel)(
+      param, grad, momentum_buf, n, lr, momentum, dampening, weight_decay, nesterov, first_step);
   check_launch(kernel);
 }
 
@@ -77,8 +77,8 @@ void adam_step(T* param, const T* grad, T* m, T* v, int64_t n, T lr, T beta1, T 
   const double s = static_cast<double>(step);
   const T bc1 = static_cast<T>(1.0 - std::pow(static_cast<double>(beta1), s));
   const T bc2 = static_cast<T>(1.0 - std::pow(static_cast<double>(beta2), s));
-  adam_step_kernel<<<blocks_for(n), kThreads, 0, stream_of(ex)>>>(param, grad, m, v, n, lr, beta1, beta2, eps,
-                                                                  weight_decay, decoupled, bc1, bc2);
+  DT_LAUNCH(blocks_for(n), kThreads, 0, stream_of(ex), adam_step_kernel)(
+      param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, decoupled, bc1, bc2);
   check_launch(kernel);
 }
 

@@ -177,7 +177,7 @@ void max_pool2d_forward(const Pool2dGeom& g, const T* x, T* y, int32_t* argmax, 
   if (g.h * g.w > INT32_MAX) invalid(kernel, "an (H, W) plane above 2^31 - 1 elements does not fit int32 argmax");
   const int64_t total = g.y_numel();
   if (total == 0) return;
-  max_pool_forward_kernel<<<blocks_for(total), kThreads, 0, stream_of(ex)>>>(g, x, y, argmax, total);
+  DT_LAUNCH(blocks_for(total), kThreads, 0, stream_of(ex), max_pool_forward_kernel)(g, x, y, argmax, total);
   check_launch(kernel);
 }
 
@@ -190,7 +190,7 @@ void max_pool2d_backward(const Pool2dGeom& g, const T* gy, const int32_t* argmax
   check_ptr(kernel, "gx", gx, g.x_numel());
   const int64_t total = g.x_numel();
   if (total == 0) return;
-  max_pool_backward_kernel<<<blocks_for(total), kThreads, 0, stream_of(ex)>>>(g, gy, argmax, gx, total);
+  DT_LAUNCH(blocks_for(total), kThreads, 0, stream_of(ex), max_pool_backward_kernel)(g, gy, argmax, gx, total);
   check_launch(kernel);
 }
 
@@ -202,7 +202,7 @@ void avg_pool2d_forward(const Pool2dGeom& g, const T* x, T* y, Exec ex) {
   check_ptr(kernel, "y", y, g.y_numel());
   const int64_t total = g.y_numel();
   if (total == 0) return;
-  avg_pool_forward_kernel<<<blocks_for(total), kThreads, 0, stream_of(ex)>>>(g, x, y, total);
+  DT_LAUNCH(blocks_for(total), kThreads, 0, stream_of(ex), avg_pool_forward_kernel)(g, x, y, total);
   check_launch(kernel);
 }
 
@@ -214,7 +214,7 @@ void avg_pool2d_backward(const Pool2dGeom& g, const T* gy, T* gx, Exec ex) {
   check_ptr(kernel, "gx", gx, g.x_numel());
   const int64_t total = g.x_numel();
   if (total == 0) return;
-  avg_pool_backward_kernel<<<blocks_for(total), kThreads, 0, stream_of(ex)>>>(g, gy, gx, total);
+  DT_LAUNCH(blocks_for(total), kThreads, 0, stream_of(ex), avg_pool_backward_kernel)(g, gy, gx, total);
   check_launch(kernel);
 }
 
@@ -226,7 +226,7 @@ void adaptive_avg_pool2d_forward(const AdaptivePoolGeom& g, const T* x, T* y, Ex
   check_ptr(kernel, "y", y, g.y_numel());
   const int64_t total = g.y_numel();
   if (total == 0) return;
-  adaptive_avg_forward_kernel<<<blocks_for(total), kThreads, 0, stream_of(ex)>>>(g, x, y, total);
+  DT_LAUNCH(blocks_for(total), kThreads, 0, stream_of(ex), adaptive_avg_forward_kernel)(g, x, y, total);
   check_launch(kernel);
 }
 
@@ -238,7 +238,7 @@ void adaptive_avg_pool2d_backward(const AdaptivePoolGeom& g, const T* gy, T* gx,
   check_ptr(kernel, "gx", gx, g.x_numel());
   const int64_t total = g.x_numel();
   if (total == 0) return;
-  adaptive_avg_backward_kernel<<<blocks_for(total), kThreads, 0, stream_of(ex)>>>(g, gy, gx, total);
+  DT_LAUNCH(blocks_for(total), kThreads, 0, stream_of(ex), adaptive_avg_backward_kernel)(g, gy, gx, total);
   check_launch(kernel);
 }
 

@@ -43,7 +43,8 @@ void philox_uniform(T* out, int64_t n, uint64_t seed, uint64_t offset, T low, T 
   check_ptr("cuda::philox_uniform", "out", out, n);
   if (n == 0) return;
   const int64_t blocks = (n + 3) / 4;
-  philox_uniform_kernel<<<blocks_for(blocks), kThreads, 0, stream_of(ex)>>>(out, n, blocks, seed, offset, low, high);
+  DT_LAUNCH(blocks_for(blocks), kThreads, 0, stream_of(ex), philox_uniform_kernel)(
+      out, n, blocks, seed, offset, low, high);
   check_launch("cuda::philox_uniform");
 }
 
@@ -53,8 +54,8 @@ void philox_normal(T* out, int64_t n, uint64_t seed, uint64_t offset, T mean, T 
   check_ptr("cuda::philox_normal", "out", out, n);
   if (n == 0) return;
   const int64_t blocks = (n + 1) / 2;
-  philox_normal_kernel<<<blocks_for(blocks), kThreads, 0, stream_of(ex)>>>(out, n, blocks, seed, offset, mean,
-                                                                          stddev);
+  DT_LAUNCH(blocks_for(blocks), kThreads, 0, stream_of(ex), philox_normal_kernel)(
+      out, n, blocks, seed, offset, mean, stddev);
   check_launch("cuda::philox_normal");
 }
 

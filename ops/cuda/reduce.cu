@@ -63,7 +63,7 @@ void bias_add(const T* x, const T* b, T* out, int64_t outer, int64_t channels, i
   check_ptr(kernel, "b", b, total > 0 ? channels : 0);
   check_ptr(kernel, "out", out, total);
   if (total == 0) return;
-  bias_add_kernel<<<blocks_for(total), kThreads, 0, stream_of(ex)>>>(x, b, out, total, channels, inner);
+  DT_LAUNCH(blocks_for(total), kThreads, 0, stream_of(ex), bias_add_kernel)(x, b, out, total, channels, inner);
   check_launch(kernel);
 }
 
@@ -77,7 +77,7 @@ void bias_grad(const T* gy, T* gb, int64_t outer, int64_t channels, int64_t inne
   check_ptr(kernel, "gb", gb, channels);
   if (channels == 0) return;  // outer * inner == 0 still writes gb = 0
   const auto blocks = static_cast<unsigned>(std::min(channels, kMaxChannelBlocks));
-  bias_grad_kernel<<<blocks, kBiasGradThreads, 0, stream_of(ex)>>>(gy, gb, outer, channels, inner);
+  DT_LAUNCH(blocks, kBiasGradThreads, 0, stream_of(ex), bias_grad_kernel)(gy, gb, outer, channels, inner);
   check_launch(kernel);
 }
 
@@ -87,7 +87,7 @@ void sum_all(const T* x, T* out, int64_t n, Exec ex) {
   check_ptr("cuda::sum_all", "x", x, n);
   check_ptr("cuda::sum_all", "out", out, 1);
   // n == 0 still launches: out[0] = 0.
-  sum_all_kernel<<<1, kReduceThreads, 0, stream_of(ex)>>>(x, out, n);
+  DT_LAUNCH(1, kReduceThreads, 0, stream_of(ex), sum_all_kernel)(x, out, n);
   check_launch("cuda::sum_all");
 }
 

@@ -246,7 +246,7 @@ void embedding_forward(const int64_t* ids, const T* table, T* out, int64_t n, in
   check_ptr(kernel, "table", table, vocab * dim);
   check_ptr(kernel, "out", out, n * dim);
   if (n * dim == 0) return;
-  embedding_forward_kernel<<<blocks_for(n * dim), kThreads, 0, stream_of(ex)>>>(ids, table, out, n, vocab, dim);
+  DT_LAUNCH(blocks_for(n * dim), kThreads, 0, stream_of(ex), embedding_forward_kernel)(ids, table, out, n, vocab, dim);
   check_launch(kernel);
 }
 
@@ -261,8 +261,8 @@ void embedding_backward(const int64_t* ids, const T* gout, T* gtable, int64_t n,
   check_ptr(kernel, "gout", gout, n * dim);
   check_ptr(kernel, "gtable", gtable, vocab * dim);
   if (vocab * dim == 0) return;
-  embedding_backward_kernel<<<blocks_for(vocab * dim), kThreads, 0, stream_of(ex)>>>(ids, gout, gtable, n, vocab,
-                                                                                     dim, padding_idx);
+  DT_LAUNCH(blocks_for(vocab * dim), kThreads, 0, stream_of(ex), embedding_backward_kernel)(
+      ids, gout, gtable, n, vocab, dim, padding_idx);
   check_launch(kernel);
 }
 
@@ -278,8 +278,8 @@ void softmax_xent_masked_forward(const T* logits, const int64_t* labels, T* prob
   check_ptr(kernel, "loss", loss, 1);
   check_ptr(kernel, "count", count, 1);
   // rows == 0 still launches: loss[0] = NaN, count[0] = 0.
-  softmax_xent_masked_forward_kernel<<<1, kReduceThreads, 0, stream_of(ex)>>>(logits, labels, probs, loss, count,
-                                                                              rows, classes, ignore_index);
+  DT_LAUNCH(1, kReduceThreads, 0, stream_of(ex), softmax_xent_masked_forward_kernel)(
+      logits, labels, probs, loss, count, rows, classes, ignore_index);
   check_launch(kernel);
 }
 
@@ -295,7 +295,7 @@ void softmax_xent_masked_backward(const T* probs, const int64_t* labels, const T
   check_ptr(kernel, "g", g, rows * classes > 0 ? 1 : 0);
   check_ptr(kernel, "glogits", glogits, rows * classes);
   if (rows * classes == 0) return;
-  softmax_xent_masked_backward_kernel<<<blocks_for(rows * classes), kThreads, 0, stream_of(ex)>>>(
+  DT_LAUNCH(blocks_for(rows * classes), kThreads, 0, stream_of(ex), softmax_xent_masked_backward_kernel)(
       probs, labels, count, g, glogits, rows, classes, ignore_index);
   check_launch(kernel);
 }
@@ -312,7 +312,8 @@ void lstm_cell_forward(const T* gates, const T* c_prev, T* act, T* h, T* c, int6
   check_ptr(kernel, "h", h, bh);
   check_ptr(kernel, "c", c, bh);
   if (bh == 0) return;
-  lstm_cell_forward_kernel<<<blocks_for(bh), kThreads, 0, stream_of(ex)>>>(gates, c_prev, act, h, c, batch, hidden);
+  DT_LAUNCH(blocks_for(bh), kThreads, 0, stream_of(ex), lstm_cell_forward_kernel)(
+      gates, c_prev, act, h, c, batch, hidden);
   check_launch(kernel);
 }
 
@@ -331,8 +332,8 @@ void lstm_cell_backward(const T* act, const T* c_prev, const T* c, const T* gh, 
   check_ptr(kernel, "ggates", ggates, 4 * bh);
   check_ptr(kernel, "gc_prev", gc_prev, bh);
   if (bh == 0) return;
-  lstm_cell_backward_kernel<<<blocks_for(bh), kThreads, 0, stream_of(ex)>>>(act, c_prev, c, gh, gc, ggates, gc_prev,
-                                                                            batch, hidden);
+  DT_LAUNCH(blocks_for(bh), kThreads, 0, stream_of(ex), lstm_cell_backward_kernel)(
+      act, c_prev, c, gh, gc, ggates, gc_prev, batch, hidden);
   check_launch(kernel);
 }
 
@@ -347,7 +348,7 @@ void length_select(const int64_t* lengths, int64_t t, const T* a, const T* b, T*
   check_ptr(kernel, "b", b, rows * dim);
   check_ptr(kernel, "out", out, rows * dim);
   if (rows * dim == 0) return;
-  length_select_kernel<<<blocks_for(rows * dim), kThreads, 0, stream_of(ex)>>>(lengths, t, a, b, out, rows, dim);
+  DT_LAUNCH(blocks_for(rows * dim), kThreads, 0, stream_of(ex), length_select_kernel)(lengths, t, a, b, out, rows, dim);
   check_launch(kernel);
 }
 
@@ -361,7 +362,7 @@ void time_gather(const T* x, T* out, int64_t batch, int64_t steps, int64_t dim, 
   check_ptr(kernel, "x", x, batch * steps * dim);
   check_ptr(kernel, "out", out, batch * dim);
   if (batch * dim == 0) return;
-  time_gather_kernel<<<blocks_for(batch * dim), kThreads, 0, stream_of(ex)>>>(x, out, batch, steps, dim, t);
+  DT_LAUNCH(blocks_for(batch * dim), kThreads, 0, stream_of(ex), time_gather_kernel)(x, out, batch, steps, dim, t);
   check_launch(kernel);
 }
 
@@ -375,7 +376,7 @@ void time_scatter(const T* src, T* x, int64_t batch, int64_t steps, int64_t dim,
   check_ptr(kernel, "src", src, batch * dim);
   check_ptr(kernel, "x", x, batch * steps * dim);
   if (batch * dim == 0) return;
-  time_scatter_kernel<<<blocks_for(batch * dim), kThreads, 0, stream_of(ex)>>>(src, x, batch, steps, dim, t);
+  DT_LAUNCH(blocks_for(batch * dim), kThreads, 0, stream_of(ex), time_scatter_kernel)(src, x, batch, steps, dim, t);
   check_launch(kernel);
 }
 
@@ -390,7 +391,7 @@ void batched_gemv(bool trans, const T* a, const T* x, T* y, int64_t batch, int64
   check_ptr(kernel, "x", x, batch * xn);
   check_ptr(kernel, "y", y, batch * yn);
   if (batch * yn == 0) return;
-  batched_gemv_kernel<<<blocks_for(batch * yn), kThreads, 0, stream_of(ex)>>>(trans, a, x, y, batch, m, k);
+  DT_LAUNCH(blocks_for(batch * yn), kThreads, 0, stream_of(ex), batched_gemv_kernel)(trans, a, x, y, batch, m, k);
   check_launch(kernel);
 }
 
@@ -404,7 +405,7 @@ void batched_outer(const T* u, const T* v, T* out, int64_t batch, int64_t m, int
   check_ptr(kernel, "v", v, batch * k);
   check_ptr(kernel, "out", out, batch * m * k);
   if (batch * m * k == 0) return;
-  batched_outer_kernel<<<blocks_for(batch * m * k), kThreads, 0, stream_of(ex)>>>(u, v, out, batch, m, k);
+  DT_LAUNCH(blocks_for(batch * m * k), kThreads, 0, stream_of(ex), batched_outer_kernel)(u, v, out, batch, m, k);
   check_launch(kernel);
 }
 
@@ -417,7 +418,7 @@ void masked_softmax_forward(const T* x, const int64_t* lengths, T* y, int64_t ro
   check_ptr(kernel, "lengths", lengths, rows);
   check_ptr(kernel, "y", y, rows * steps);
   if (rows * steps == 0) return;
-  masked_softmax_forward_kernel<<<blocks_for(rows), kThreads, 0, stream_of(ex)>>>(x, lengths, y, rows, steps);
+  DT_LAUNCH(blocks_for(rows), kThreads, 0, stream_of(ex), masked_softmax_forward_kernel)(x, lengths, y, rows, steps);
   check_launch(kernel);
 }
 
@@ -430,7 +431,7 @@ void masked_softmax_backward(const T* y, const T* gy, T* gx, int64_t rows, int64
   check_ptr(kernel, "gy", gy, rows * steps);
   check_ptr(kernel, "gx", gx, rows * steps);
   if (rows * steps == 0) return;
-  masked_softmax_backward_kernel<<<blocks_for(rows), kThreads, 0, stream_of(ex)>>>(y, gy, gx, rows, steps);
+  DT_LAUNCH(blocks_for(rows), kThreads, 0, stream_of(ex), masked_softmax_backward_kernel)(y, gy, gx, rows, steps);
   check_launch(kernel);
 }
 
