@@ -67,7 +67,6 @@ class AutoencoderRecipe final : public SingleNetworkRecipe {
     // One initialization stream for every rank (rank 0's values are broadcast anyway).
     Generator gen = Generator::derive(static_cast<uint64_t>(cfg_.seed), 0, "init");
     auto net = std::make_shared<models::ConvAutoencoder>(ac, gen);
-    model_ = net.get();
     module_ = net;
     std::ostringstream desc;
     desc << "autoencoder " << ac.height << "x" << ac.width << "x" << ac.channels << " -> code " << ac.code
@@ -255,7 +254,6 @@ class AutoencoderRecipe final : public SingleNetworkRecipe {
   const AutoencoderRecipeConfig& opt_;
   data::ImageSchema schema_, test_schema_;
   PixelInputs train_px_, test_px_;
-  models::ConvAutoencoder* model_ = nullptr;  // module_
   std::unique_ptr<Generator> noise_;          // Note [Global autoencoder noise]
   Tensor grid_clean_, grid_input_;            // rank 0: the grid's images (n, C, H, W), pixels in [0, 1]
 };
