@@ -17,7 +17,11 @@
 #include <boost/context/fiber.hpp>
 #include <boost/context/stack_context.hpp>
 #include <exception>
+#include <optional>
 #include <memory>
+#include <mutex>
+#include <set>
+#include <tuple>
 #include <sstream>
 #include <string_view>
 
@@ -97,7 +101,7 @@ struct PoolAllocator {
   void deallocate(ctx::stack_context& sc) noexcept { pool->deallocate(sc); }
 };
 
-enum class State { NotStarted, Ready, AtBarrier, AtShuffle, Done };
+enum class State { NotStarted, Ready, AtBarrier, AtShuffle, Done, Direct };
 
 struct Thread {
   ThreadView view;
@@ -114,10 +118,18 @@ struct Thread {
   int b = 0, width = 0;
 };
 
+// DTRAIN_EMU_REVERSE and DTRAIN_EMU_FIBERS (Note [Emulated launch]).
+enum class Reverse { All, First, Off };
+enum class Fibers { Always, Auto };
+
 class Emulator {
  public:
-  bool launch(const LaunchSite& site, Dim3 grid, Dim3 block, size_t smem, const std::function<void()>& body);
+  static bool valid_config(Dim3 grid, Dim3 block, size_t smem);
+  void execute(const KernelLaunch& l);
   void check_pointer(const LaunchSite& site, int index, const void* p) const;
+  bool find(const void* p, const unsigned char** start, size_t* bytes) const;
+  void install(const DeviceHooks& hooks);
+  const DeviceHooks* hooks() const { return hooks_ ? &*hooks_ : nullptr; }
   void* malloc_device(size_t bytes);
   void free_device(void* p);
   const ThreadView& current() const;
@@ -127,12 +139,14 @@ class Emulator {
                    std::source_location loc);
 
   Stats stats_;
-  int last_error_ = 0;
 
  private:
+  // The memory a launch may reach: (start, bytes) of each buffer.
+  using Buffers = std::vector<std::pair<unsigned char*, size_t>>;
   using Snapshot = std::vector<std::vector<unsigned char>>;
-  Snapshot save() const;
-  void restore(const Snapshot& s);
+  Buffers buffers_of(const KernelLaunch& l) const;
+  static Snapshot save(const Buffers& b);
+  static void restore(const Buffers& b, const Snapshot& s);
   void run_grid(bool reverse);
   void run_block(Dim3 block_idx, bool reverse);
   void resume(Thread& t);
@@ -144,6 +158,17 @@ class Emulator {
   void check_guards() const;
 
   std::map<const unsigned char*, size_t> buffers_;  // device memory: start -> bytes
+  std::optional<DeviceHooks> hooks_;
+  Reverse reverse_ = Reverse::All;
+  Fibers fibers_ = Fibers::Always;
+  // Launch sites (kernel, file, line) seen, and whether one of their launches synchronised;
+  // configurations that had their reverse run.
+  using SiteKey = std::tuple<const char*, const char*, int>;
+  std::map<SiteKey, bool> site_synchronises_;
+  std::set<std::tuple<SiteKey, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, size_t>> reversed_;
+  bool direct_ = false;   // this run calls threads one after another, without fibers
+  bool synced_ = false;   // a barrier or shuffle happened in this launch
+  std::mutex launch_mutex_;
   StackPool stacks_;
   // The launch in progress.
   const LaunchSite* site_ = nullptr;
@@ -156,9 +181,10 @@ class Emulator {
   std::exception_ptr thread_error_;
 };
 
+// Never destroyed: stream workers of an emulated device may still run at exit.
 Emulator& emulator() {
-  static Emulator e;
-  return e;
+  static Emulator* e = new Emulator;
+  return *e;
 }
 
 void Emulator::fail(const std::string& what) const {
@@ -186,18 +212,48 @@ std::string Emulator::state_str(const Thread& t) const {
   }
 }
 
-void Emulator::check_pointer(const LaunchSite& site, int index, const void* p) const {
-  if (p == nullptr) return;
+bool Emulator::find(const void* p, const unsigned char** start, size_t* bytes) const {
+  if (hooks_) return hooks_->find(p, start, bytes);
   const auto* c = static_cast<const unsigned char*>(p);
   auto it = buffers_.upper_bound(c);
-  if (it != buffers_.begin()) {
-    --it;
-    if (c <= it->first + it->second) return;
-  }
+  if (it == buffers_.begin()) return false;
+  --it;
+  if (c > it->first + it->second) return false;
+  *start = it->first;
+  *bytes = it->second;
+  return true;
+}
+
+void Emulator::check_pointer(const LaunchSite& site, int index, const void* p) const {
+  if (p == nullptr) return;
+  const unsigned char* start = nullptr;
+  size_t bytes = 0;
+  if (find(p, &start, &bytes)) return;
   std::ostringstream os;
   os << "emu: kernel " << site.kernel << " (launched at " << trim_path(site.file) << ":" << site.line << "): argument "
-     << index << " is " << p << ", which is in no device buffer (a host pointer, or freed memory)";
+     << index << " is " << p << ", which is in no device buffer"
+     << (hooks_ ? " or pinned host allocation (a host pointer, or freed memory)" : " (a host pointer, or freed memory)");
   throw Error(os.str());
+}
+
+void Emulator::install(const DeviceHooks& hooks) {
+  hooks_ = hooks;
+  reverse_ = Reverse::First;
+  fibers_ = Fibers::Auto;
+  auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v ? v : "";
+  };
+  const std::string reverse = env("DTRAIN_EMU_REVERSE"), fibers = env("DTRAIN_EMU_FIBERS");
+  if (reverse == "all") reverse_ = Reverse::All;
+  if (reverse == "off") reverse_ = Reverse::Off;
+  if (!reverse.empty() && reverse != "all" && reverse != "first" && reverse != "off") {
+    throw Error("emu: DTRAIN_EMU_REVERSE must be all, first or off, not '" + reverse + "'");
+  }
+  if (fibers == "always") fibers_ = Fibers::Always;
+  if (!fibers.empty() && fibers != "always" && fibers != "auto") {
+    throw Error("emu: DTRAIN_EMU_FIBERS must be always or auto, not '" + fibers + "'");
+  }
 }
 
 void* Emulator::malloc_device(size_t bytes) {
@@ -213,18 +269,33 @@ void Emulator::free_device(void* p) {
   ::operator delete(p);
 }
 
-Emulator::Snapshot Emulator::save() const {
+Emulator::Buffers Emulator::buffers_of(const KernelLaunch& l) const {
+  Buffers b;
+  if (!hooks_) {
+    // Without a device the emulator's own buffers are few and small: compare them all.
+    for (const auto& [p, n] : buffers_) b.emplace_back(const_cast<unsigned char*>(p), n);
+    return b;
+  }
+  for (const void* p : l.pointers) {
+    const unsigned char* start = nullptr;
+    size_t bytes = 0;
+    if (find(p, &start, &bytes)) b.emplace_back(const_cast<unsigned char*>(start), bytes);
+  }
+  std::sort(b.begin(), b.end());
+  b.erase(std::unique(b.begin(), b.end()), b.end());
+  return b;
+}
+
+Emulator::Snapshot Emulator::save(const Buffers& b) {
   Snapshot s;
-  s.reserve(buffers_.size());
-  for (const auto& [p, n] : buffers_) s.emplace_back(p, p + n);
+  s.reserve(b.size());
+  for (const auto& [p, n] : b) s.emplace_back(p, p + n);
   return s;
 }
 
-void Emulator::restore(const Snapshot& s) {
-  size_t i = 0;
-  for (const auto& [p, n] : buffers_) {
-    if (n > 0) std::memcpy(const_cast<unsigned char*>(p), s[i].data(), n);
-    ++i;
+void Emulator::restore(const Buffers& b, const Snapshot& s) {
+  for (size_t i = 0; i < b.size(); ++i) {
+    if (b[i].second > 0) std::memcpy(b[i].first, s[i].data(), b[i].second);
   }
 }
 
@@ -286,6 +357,12 @@ void Emulator::resume(Thread& t) {
 void Emulator::syncthreads(std::source_location loc) {
   Thread* t = running_;
   if (t == nullptr) throw Error("emu: __syncthreads() called outside a kernel at " + where(loc));
+  if (t->state == State::Direct) {
+    fail(thread_str(*t) + ": __syncthreads() at " + where(loc) +
+         " in a launch run without fibers, because the first launch from this site made no barrier or shuffle; "
+         "set DTRAIN_EMU_FIBERS=always");
+  }
+  synced_ = true;
   t->state = State::AtBarrier;
   t->loc = loc;
   yield(*t);
@@ -313,6 +390,12 @@ uint64_t Emulator::shuffle(ShuffleMode mode, const char* name, unsigned mask, ui
                            std::source_location loc) {
   Thread* t = running_;
   if (t == nullptr) throw Error(std::string("emu: ") + name + " called outside a kernel at " + where(loc));
+  if (t->state == State::Direct) {
+    fail(thread_str(*t) + ": " + name + " at " + where(loc) +
+         " in a launch run without fibers, because the first launch from this site made no barrier or shuffle; "
+         "set DTRAIN_EMU_FIBERS=always");
+  }
+  synced_ = true;
   const int lane = t->linear % kWarp;
   if (width < 1 || width > kWarp || (width & (width - 1)) != 0) {
     fail(thread_str(*t) + ": " + name + " at " + where(loc) + " with width " + std::to_string(width) +
@@ -382,6 +465,30 @@ void Emulator::try_resolve_shuffle(Thread& arrived) {
 
 void Emulator::run_block(Dim3 block_idx, bool reverse) {
   const int n = static_cast<int>(block_.x * block_.y * block_.z);
+  if (direct_) {
+    // Plain calls, one thread after another: no barrier or shuffle can occur.
+    threads_.resize(1);
+    Thread& t = threads_[0];
+    t.view.block_idx = block_idx;
+    t.view.block_dim = block_;
+    t.view.grid_dim = grid_;
+    DT_EMU_UNPOISON(shared_.data(), shared_.size());
+    std::fill(shared_.begin(), shared_.end(), kGuardByte);
+    DT_EMU_POISON(shared_.data(), kSharedGuard);
+    DT_EMU_POISON(shared_.data() + kSharedGuard + smem_, kSharedGuard);
+    for (int k = 0; k < n; ++k) {
+      const unsigned i = static_cast<unsigned>(reverse ? n - 1 - k : k);
+      t.linear = static_cast<int>(i);
+      t.view.thread_idx = {i % block_.x, (i / block_.x) % block_.y, i / (block_.x * block_.y)};
+      t.state = State::Direct;
+      running_ = &t;
+      (*body_)();
+      running_ = nullptr;
+    }
+    DT_EMU_UNPOISON(shared_.data(), shared_.size());
+    if (smem_ > 0) check_guards();
+    return;
+  }
   threads_.clear();
   threads_.resize(n);
   for (int i = 0; i < n; ++i) {
@@ -472,32 +579,45 @@ void Emulator::run_grid(bool reverse) {
   threads_.clear();
 }
 
-bool Emulator::launch(const LaunchSite& site, Dim3 grid, Dim3 block, size_t smem, const std::function<void()>& body) {
+bool Emulator::valid_config(Dim3 grid, Dim3 block, size_t smem) {
   const uint64_t threads = uint64_t{block.x} * block.y * block.z;
-  if (threads == 0 || threads > kMaxThreadsPerBlock || block.x > 1024 || block.y > 1024 || block.z > 64 ||
-      grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535 ||
-      smem > kMaxSharedBytes) {
-    last_error_ = 9;  // cudaErrorInvalidConfiguration
-    return false;
-  }
+  return !(threads == 0 || threads > kMaxThreadsPerBlock || block.x > 1024 || block.y > 1024 || block.z > 64 ||
+           grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535 ||
+           smem > kMaxSharedBytes);
+}
+
+void Emulator::execute(const KernelLaunch& l) {
+  std::lock_guard<std::mutex> lock(launch_mutex_);
   if (running_ != nullptr) throw Error("emu: a kernel launched from inside a kernel (not emulated)");
-  site_ = &site;
-  body_ = &body;
-  grid_ = grid;
-  block_ = block;
-  smem_ = smem;
+  site_ = &l.site;
+  body_ = &l.body;
+  grid_ = l.grid;
+  block_ = l.block;
+  smem_ = l.smem;
   DT_EMU_UNPOISON(shared_.data(), shared_.size());
-  shared_.assign(smem + 2 * kSharedGuard, kGuardByte);
+  shared_.assign(smem_ + 2 * kSharedGuard, kGuardByte);
   ++stats_.launches;
 
-  const Snapshot inputs = save();
+  const SiteKey key{l.site.kernel, l.site.file, l.site.line};
+  auto seen = site_synchronises_.find(key);
+  direct_ = fibers_ == Fibers::Auto && seen != site_synchronises_.end() && !seen->second;
+  bool reverse = reverse_ == Reverse::All;
+  if (reverse_ == Reverse::First) {
+    reverse = reversed_.insert({key, grid_.x, grid_.y, grid_.z, block_.x, block_.y, block_.z, smem_}).second;
+  }
+  synced_ = false;
+  const Buffers buffers = buffers_of(l);
+  Snapshot inputs;
+  if (reverse) inputs = save(buffers);
   run_grid(false);
-  const Snapshot forward = save();
-  restore(inputs);
+  site_synchronises_[key] = (seen != site_synchronises_.end() && seen->second) || synced_;
+  if (!reverse) return;
+  const Snapshot forward = save(buffers);
+  restore(buffers, inputs);
   run_grid(true);
-  size_t i = 0;
-  for (const auto& [p, n] : buffers_) {
-    const std::vector<unsigned char>& f = forward[i++];
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    const auto [p, n] = buffers[i];
+    const std::vector<unsigned char>& f = forward[i];
     if (n == 0 || std::memcmp(p, f.data(), n) == 0) continue;
     size_t at = 0;
     while (p[at] == f[at]) ++at;
@@ -508,18 +628,35 @@ bool Emulator::launch(const LaunchSite& site, Dim3 grid, Dim3 block, size_t smem
        << int{f[at]} << " forward, 0x" << int{p[at]} << " reverse)";
     fail(os.str());
   }
-  return true;
 }
+
+thread_local int last_error = 0;
 
 }  // namespace
 
+bool submit_launch(KernelLaunch launch, const void* stream) {
+  if (!Emulator::valid_config(launch.grid, launch.block, launch.smem)) {
+    last_error = 9;  // cudaErrorInvalidConfiguration
+    return false;
+  }
+  Emulator& e = emulator();
+  if (const DeviceHooks* h = e.hooks()) {
+    h->enqueue(stream, std::move(launch));
+  } else {
+    e.execute(launch);
+  }
+  return true;
+}
+void execute_launch(const KernelLaunch& launch) { emulator().execute(launch); }
 bool run_launch(const LaunchSite& site, Dim3 grid, Dim3 block, size_t dynamic_smem,
                 const std::function<void()>& body) {
-  return emulator().launch(site, grid, block, dynamic_smem, body);
+  return submit_launch(KernelLaunch{site, grid, block, dynamic_smem, body, {}}, nullptr);
 }
 void check_device_pointer(const LaunchSite& site, int index, const void* p) {
   emulator().check_pointer(site, index, p);
 }
+void install_device(const DeviceHooks& hooks) { emulator().install(hooks); }
+std::string source_path(const char* file) { return trim_path(file); }
 void* device_malloc(size_t bytes) { return emulator().malloc_device(bytes); }
 void device_free(void* p) { emulator().free_device(p); }
 const ThreadView& current() { return emulator().current(); }
@@ -530,7 +667,21 @@ uint64_t shuffle(ShuffleMode mode, const char* name, unsigned mask, uint64_t val
   return emulator().shuffle(mode, name, mask, value, b, width, loc);
 }
 Stats stats() { return emulator().stats_; }
-int take_last_error() { return std::exchange(emulator().last_error_, 0); }
-int peek_last_error() { return emulator().last_error_; }
+int take_last_error() { return std::exchange(last_error, 0); }
+int peek_last_error() { return last_error; }
+void set_last_error(int error) { last_error = error; }
+
+namespace {
+std::mutex failure_mutex;
+std::string* first_failure = nullptr;  // never freed: its c_str() is handed out
+}  // namespace
+void record_device_failure(const std::string& what) {
+  std::lock_guard<std::mutex> lock(failure_mutex);
+  if (first_failure == nullptr) first_failure = new std::string(what);
+}
+const char* device_failure() {
+  std::lock_guard<std::mutex> lock(failure_mutex);
+  return first_failure ? first_failure->c_str() : nullptr;
+}
 
 }  // namespace dtrain::emu

@@ -27,9 +27,22 @@
 //   a bad configuration sets the last error (cudaErrorInvalidConfiguration) and runs
 //   nothing, so the launchers' check_launch reports it as on a GPU.
 //
-// Process-wide state: CUDA's builtins (threadIdx, ...) and its last-error are implicitly
-// global, so the emulator is one object per process (emulator()); launches must come from
-// one OS thread at a time.
+// - With an emulated device installed (install_device; tests/emu/device/runtime.cpp),
+//   a launch is checked and queued on its stream, and a stream's worker thread runs it
+//   later (execute_launch); the pointers a kernel may reach are the device's and pinned
+//   allocations, and the race check compares only the allocations its pointer
+//   arguments lie in. Two settings trade checking for speed (environment, read once):
+//     DTRAIN_EMU_REVERSE = all | first | off   the reverse run for every launch, for
+//         the first launch of each (site, grid, block, shared bytes), or never
+//         (default: all without a device, first with one)
+//     DTRAIN_EMU_FIBERS = always | auto        auto: a launch site whose first launch
+//         made no barrier or shuffle runs later launches as plain calls, one thread
+//         after another; a barrier reached in such a launch is an error that says to
+//         set `always` (default: always without a device, auto with one)
+//
+// Process-wide state: CUDA's builtins (threadIdx, ...) are implicitly global, so the
+// emulator is one object per process (emulator()) and runs one launch at a time (a
+// mutex); the last error is per host thread, as in CUDA.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -63,15 +76,44 @@ struct LaunchSite {
 
 enum class ShuffleMode { Idx, Up, Down, Xor };
 
-// Runs `body` (one CUDA thread's work) over the grid, twice (Note [Emulated launch]).
-// Returns false without running anything when the configuration is invalid (the last
-// error is then set).
+// One launch: where, its geometry, one CUDA thread's work (the kernel applied to copies of
+// its arguments) and the pointer arguments.
+struct KernelLaunch {
+  LaunchSite site;
+  Dim3 grid, block;
+  size_t smem = 0;
+  std::function<void()> body;
+  std::vector<const void*> pointers;
+};
+
+// Checks the configuration as CUDA does: false, with the last error set and nothing
+// run, when it is invalid. Otherwise runs the launch at once, or queues it on `stream`
+// when a device is installed. Throws Error when a pointer argument is not memory a kernel
+// may reach.
+bool submit_launch(KernelLaunch launch, const void* stream);
+// Runs a launch now, twice when the reverse order is due (Note [Emulated launch]). Safe
+// from any thread: launches run one at a time.
+void execute_launch(const KernelLaunch& launch);
+// Compatibility for the self-tests: a launch without pointer bookkeeping.
 bool run_launch(const LaunchSite& site, Dim3 grid, Dim3 block, size_t dynamic_smem,
                 const std::function<void()>& body);
 
-// Throws Error unless p is null or lies in (or one past the end of) an emulated
-// device buffer.
+// A source path as messages show it: relative to the project root.
+std::string source_path(const char* file);
+
+// Throws Error unless p is null or lies in (or one past the end of) memory a kernel may
+// reach: an emulated device buffer, or with a device installed its device and pinned
+// allocations.
 void check_device_pointer(const LaunchSite& site, int index, const void* p);
+
+// An emulated device (tests/emu/device/runtime.cpp) installs these once.
+struct DeviceHooks {
+  // Queues a checked launch on a stream; may throw Error (a stream of another device).
+  void (*enqueue)(const void* stream, KernelLaunch launch);
+  // The device or pinned allocation holding p: true with its start and size.
+  bool (*find)(const void* p, const unsigned char** start, size_t* bytes);
+};
+void install_device(const DeviceHooks& hooks);
 
 // ---- device memory ----------------------------------------------------------------
 void* device_malloc(size_t bytes);
@@ -125,37 +167,48 @@ struct Stats {
 };
 Stats stats();
 
-// CUDA's last error as an int (the shim's cudaError_t); 0 is success.
+// CUDA's last error as an int (the shim's cudaError_t), per host thread; 0 is success.
 int take_last_error();
 int peek_last_error();
+void set_last_error(int error);
+// The first failure of work on an emulated device (a kernel's error, a shim's), which
+// cudaGetErrorString(cudaErrorLaunchFailure) then includes; null when none.
+void record_device_failure(const std::string& what);
+const char* device_failure();
 
 // The launch object DT_LAUNCH builds: called with the kernel's arguments, it copies
-// them (kernel parameters are by value), checks the pointers and runs the grid.
+// them (kernel parameters are by value), checks the pointers and submits the grid.
 template <typename Call>
 struct Launch {
   LaunchSite site;
   Dim3 grid, block;
   size_t smem;
+  const void* stream;
   Call call;
 
   template <typename... A>
   void operator()(A... args) const {
+    KernelLaunch l{site, grid, block, smem, {}, {}};
     int index = 0;
-    (check_arg(index++, args), ...);
-    run_launch(site, grid, block, smem, [&] { call(args...); });
+    (check_arg(l, index++, args), ...);
+    l.body = [call = call, args...] { call(args...); };
+    submit_launch(std::move(l), stream);
   }
 
  private:
   template <typename A>
-  void check_arg(int index, const A& a) const {
-    if constexpr (std::is_pointer_v<A>) check_device_pointer(site, index, static_cast<const void*>(a));
+  void check_arg(KernelLaunch& l, int index, const A& a) const {
+    if constexpr (std::is_pointer_v<A>) {
+      check_device_pointer(site, index, static_cast<const void*>(a));
+      if (a != nullptr) l.pointers.push_back(static_cast<const void*>(a));
+    }
   }
 };
 
 template <typename Call>
 Launch<Call> make_launch(const char* kernel, const char* file, int line, Dim3 grid, Dim3 block, size_t smem,
-                         const void* /*stream: Part 1 runs every launch at once*/, Call call) {
-  return Launch<Call>{{kernel, file, line}, grid, block, smem, std::move(call)};
+                         const void* stream, Call call) {
+  return Launch<Call>{{kernel, file, line}, grid, block, smem, stream, std::move(call)};
 }
 
 }  // namespace dtrain::emu

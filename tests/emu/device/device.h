@@ -2,18 +2,19 @@
 // The emulated device's services for the library shims (cublas.cpp, cudnn.cpp,
 // nccl.cpp) and the tests: work on streams, and what a pointer points to.
 // Implemented by runtime.cpp (Note [Emulated device] there and docs/EMULATOR.md).
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <stdexcept>
 #include <string>
 
+#include "tests/emu/emulator.h"
+
 namespace dtrain::emu::device {
 
-// A failure found by the emulated device or a shim: a bad call, a host/device mix-up.
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+// A failure found by the emulated device or a shim: a bad call, a host/device mix-up
+// (the emulator's error type).
+using Error = ::dtrain::emu::Error;
 
 // Number of emulated devices: DTRAIN_EMU_DEVICES (1 to 16), default 4.
 int count();
@@ -46,6 +47,10 @@ Region classify(const char* call, const void* p, size_t bytes);
 // Throws Error naming `call` and `name` unless [p, p + bytes) lies in one allocation on
 // `device` (any device when -1). bytes == 0 accepts any pointer of a device allocation.
 void require_device(const char* call, const char* name, const void* p, size_t bytes, int device = -1);
+
+// How long work waits on its stream before it runs unless a host thread waits
+// (Note [Emulated device]); DTRAIN_EMU_LAG_MS sets it at start.
+void set_lag(std::chrono::milliseconds lag);
 
 // This machine's name, as the emulated devices' "bus ids" use it (NCCL's duplicate-device
 // check).
