@@ -14,6 +14,9 @@ namespace dtrain::cuda {
 
 // True when this binary contains the CUDA backend.
 bool compiled();
+// True when that backend is the emulated device of the tests (tests/emu/,
+// docs/EMULATOR.md): CPU code behind the CUDA API, not a GPU.
+bool emulated();
 // Number of usable CUDA devices; 0 when the build has no CUDA, there is no driver or no
 // device. When 0 and `why` is given, *why says which of these it was.
 int device_count(std::string* why = nullptr);

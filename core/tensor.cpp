@@ -66,7 +66,11 @@ Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape, Dev
            " values do not fill shape ", shape_str(shape));
   Tensor t = empty(shape, dtype_of<T>, device);
   if (device.is_cuda()) {
-    cuda::memcpy(t.raw_data(), device, values.data(), Device::cpu(), t.nbytes());
+    // On the thread's stream: t's block may have been freed by a tensor that work queued
+    // there still reads (Note [Caching allocator and streams]); a blocking copy would run
+    // on the legacy stream, unordered with it. From pageable memory the copy takes the
+    // values before returning, so `values` may go.
+    cuda::memcpy(t.raw_data(), device, values.data(), Device::cpu(), t.nbytes(), cuda::thread_stream(device.index));
   } else if (!values.empty()) {
     std::memcpy(t.raw_data(), values.data(), t.nbytes());
   }

@@ -42,6 +42,14 @@ namespace dtrain::cuda {
 
 bool compiled() { return true; }
 
+bool emulated() {
+#if defined(DTRAIN_CUDA_EMULATOR)
+  return true;  // compiled against tests/emu/shim/ (docs/EMULATOR.md)
+#else
+  return false;
+#endif
+}
+
 int device_count(std::string* why) {
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);

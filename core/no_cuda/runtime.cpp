@@ -13,6 +13,7 @@ namespace {
 }  // namespace
 
 bool compiled() { return false; }
+bool emulated() { return false; }
 int device_count(std::string* why) {
   if (why) *why = "dtrain was built without CUDA";
   return 0;

@@ -17,7 +17,9 @@ int info_main(const std::vector<std::string>& args) {
   std::string why;
   const int n = cuda::device_count(&why);
   std::printf("%s\n", launcher::build_id().c_str());
-  std::printf("CUDA backend: %s\n", cuda::compiled() ? "compiled" : "not compiled (CPU only)");
+  std::printf("CUDA backend: %s\n", !cuda::compiled() ? "not compiled (CPU only)"
+                                     : cuda::emulated() ? "emulated device (CPU code behind the CUDA API, not a GPU)"
+                                                        : "compiled");
   if (n > 0) {
     std::printf("CUDA devices: %d\n", n);
   } else {

@@ -59,8 +59,12 @@ inline ModelDifference expect_close_models(const ckpt::Contents& a, const ckpt::
     const auto& [name, ta] = a.model[i];
     const auto& [name_b, tb] = b.model[i];
     EXPECT_EQ(name, name_b);
-    if (ta.shape() != tb.shape()) {
-      ADD_FAILURE() << name << ": shapes differ";
+    if (ta.shape() != tb.shape() || ta.dtype() != tb.dtype()) {
+      ADD_FAILURE() << name << ": shapes or dtypes differ";
+      continue;
+    }
+    if (!is_floating(ta.dtype())) {  // counters (batch norm's batches seen): equal
+      EXPECT_EQ(std::memcmp(ta.raw_data(), tb.raw_data(), ta.nbytes()), 0) << name << ": the counters differ";
       continue;
     }
     std::vector<float> va = ta.to_vector<float>(), vb = tb.to_vector<float>();

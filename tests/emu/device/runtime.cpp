@@ -13,9 +13,11 @@
 //   code that assumes zeroed memory fails here as it may on a GPU.
 // - Streams run asynchronously: each has a worker thread executing its work in order.
 //   Work becomes due DTRAIN_EMU_LAG_MS (default 2) after it was enqueued, or at once when
-//   a host thread waits for the device (a synchronize, a blocking copy, an event query).
-//   So a host that reads a result without waiting for it reads stale data, rather than
-//   winning the race by luck as on an idle machine.
+//   a host thread waits for that stream (a synchronize, a blocking copy, an event or
+//   stream query); work that a forced stream waits for (an event, the legacy stream's
+//   order) is forced in turn. Other streams keep their lag. So a host that reads a result
+//   without waiting for it reads stale data, and work wrongly left unordered with another
+//   stream's runs in the wrong order, rather than winning the race by luck.
 // - The legacy default stream (nullptr) is ordered after work on blocking streams
 //   (cudaStreamCreate) and before later work on them, and not with non-blocking ones
 //   (cudaStreamNonBlocking), as in CUDA: a blocking cudaMemcpy does not wait for a kernel
@@ -83,15 +85,16 @@ std::string hex(const void* p) {
   return os.str();
 }
 
+struct Stream;
 struct Event {
   int device = 0;
   bool timing = true;
   uint64_t recorded = 0;   // records so far
   uint64_t completed = 0;  // the latest record the device has reached
   Clock::time_point when{};
+  std::weak_ptr<Stream> stream;  // of the latest record
 };
 
-struct Stream;
 // Work waits until `stream` has completed `count` items.
 struct After {
   std::shared_ptr<Stream> stream;
@@ -102,7 +105,7 @@ struct Op {
   std::function<void()> fn;  // empty for markers (event records and waits)
   const char* what = "";
   Clock::time_point due{};
-  uint64_t flush = 0;  // the flush generation at enqueue
+  uint64_t index = 0;  // its position on the stream
   std::vector<After> after;
   std::shared_ptr<Event> wait_event;
   uint64_t wait_record = 0;
@@ -116,6 +119,7 @@ struct Stream {
   bool legacy = false;
   std::deque<Op> queue;
   uint64_t enqueued = 0, done = 0;
+  uint64_t flush = 0;  // work at positions below this is due now (a host waited for it)
   bool destroyed = false;
 };
 
@@ -149,7 +153,6 @@ class Runtime {
   std::map<uintptr_t, Allocation> allocations;  // device and pinned, by start
   std::map<const void*, std::shared_ptr<Stream>> streams;
   std::map<const void*, std::shared_ptr<Event>> events;
-  uint64_t flush = 0;
   int open = 0;  // work items running: device memory is accessible while > 0
   std::chrono::milliseconds lag{2};
 
@@ -193,7 +196,7 @@ class Runtime {
   // Queues `op` on `s`, with the legacy stream's ordering. With m held.
   void push(const std::shared_ptr<Stream>& s, Op op) {
     op.due = Clock::now() + lag;
-    op.flush = flush;
+    op.index = s->enqueued;
     const DeviceState& d = devices[static_cast<size_t>(s->device)];
     if (s->legacy) {
       for (auto& [h, other] : streams) {
@@ -219,12 +222,22 @@ class Runtime {
         continue;
       }
       Op& head = s->queue.front();
-      if (flush <= head.flush && Clock::now() < head.due) {
+      const bool forced = s->flush > head.index;
+      if (!forced && Clock::now() < head.due) {
         cv.wait_until(lock, head.due);
         continue;
       }
-      bool ready = !head.wait_event || head.wait_event->completed >= head.wait_record;
-      for (const After& a : head.after) ready = ready && a.stream->done >= a.count;
+      bool ready = true;
+      if (head.wait_event && head.wait_event->completed < head.wait_record) {
+        ready = false;
+        if (forced) force(head.wait_event->stream.lock());
+      }
+      for (const After& a : head.after) {
+        if (a.stream->done < a.count) {
+          ready = false;
+          if (forced) force(a.stream);
+        }
+      }
       if (!ready) {
         cv.wait(lock);
         continue;
@@ -261,11 +274,18 @@ class Runtime {
     }
   }
 
-  // Blocks until `done` holds, releasing all queued work first (a host wait).
+  // Makes the work queued on `s` so far due now (a host waits for it). With m held.
+  void force(const std::shared_ptr<Stream>& s) {
+    if (s && s->flush < s->enqueued) {
+      s->flush = s->enqueued;
+      cv.notify_all();
+    }
+  }
+
+  // Blocks until `done` holds, forcing `streams` first (a host wait).
   template <typename Pred>
-  void host_wait(std::unique_lock<std::mutex>& lock, Pred done) {
-    ++flush;
-    cv.notify_all();
+  void host_wait(std::unique_lock<std::mutex>& lock, const std::vector<std::shared_ptr<Stream>>& streams, Pred done) {
+    for (const auto& s : streams) force(s);
     cv.wait(lock, done);
   }
 
@@ -275,7 +295,9 @@ class Runtime {
       if (s->device == device) targets.emplace_back(s, s->enqueued);
     }
     if (const auto& l = devices[static_cast<size_t>(device)].legacy) targets.emplace_back(l, l->enqueued);
-    host_wait(lock, [&] {
+    std::vector<std::shared_ptr<Stream>> streams;
+    for (auto& t : targets) streams.push_back(t.first);
+    host_wait(lock, streams, [&] {
       for (auto& [s, n] : targets) {
         if (s->done < n) return false;
       }
@@ -487,7 +509,7 @@ void synchronize(void* stream) {
   std::shared_ptr<Stream> s = r.resolve(stream);
   if (!s) throw Error("synchronize: stream " + hex(stream) + " is not a live stream");
   const uint64_t target = s->enqueued;
-  r.host_wait(lock, [&] { return s->done >= target; });
+  r.host_wait(lock, {s}, [&] { return s->done >= target; });
 }
 
 Region classify(const char* call, const void* p, size_t bytes) {
@@ -514,7 +536,14 @@ Region classify(const char* call, const void* p, size_t bytes) {
 }
 
 void require_device(const char* call, const char* name, const void* p, size_t bytes, int device) {
-  const Region r = classify(call, p, bytes);
+  Region r;
+  try {
+    r = classify(call, p, bytes);
+  } catch (const Error& e) {
+    // Name the argument: "<call>: <name>: <what is wrong>".
+    const std::string what = e.what(), prefix = std::string(call) + ": ";
+    throw Error(prefix + name + ": " + (what.rfind(prefix, 0) == 0 ? what.substr(prefix.size()) : what));
+  }
   auto where = [&] { return std::string(call) + ": " + name + " (" + hex(p) + ")"; };
   if (r.kind == Kind::Null) throw Error(where() + " is null");
   if (r.kind != Kind::Device) {
@@ -753,7 +782,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   if (d.dst.kind == Kind::Host) {
     // Pageable destination: complete before returning.
     const uint64_t target = s->enqueued;
-    r.host_wait(lock, [&] { return s->done >= target; });
+    r.host_wait(lock, {s}, [&] { return s->done >= target; });
     return sticky(s->device);
   }
   return cudaSuccess;
@@ -778,7 +807,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   op.fn = [dst, src, bytes] { std::memcpy(dst, src, bytes); };
   r.push(s, std::move(op));
   const uint64_t target = s->enqueued;
-  r.host_wait(lock, [&] { return s->done >= target; });
+  r.host_wait(lock, {s}, [&] { return s->done >= target; });
   return sticky(s->device);
 }
 
@@ -840,7 +869,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   std::shared_ptr<Stream> s = r.resolve(stream);
   if (!s) return fail(cudaErrorInvalidResourceHandle);
   const uint64_t target = s->enqueued;
-  r.host_wait(lock, [&] { return s->done >= target; });
+  r.host_wait(lock, {s}, [&] { return s->done >= target; });
   return sticky(s->device);
 }
 
@@ -851,8 +880,7 @@ cudaError_t cudaStreamQuery(cudaStream_t stream) {
   if (!s) return fail(cudaErrorInvalidResourceHandle);
   if (cudaError_t e = sticky(s->device)) return e;
   if (s->done >= s->enqueued) return cudaSuccess;
-  ++r.flush;  // a host that polls is waiting: release queued work
-  r.cv.notify_all();
+  r.force(s);  // a host that polls is waiting: release the queued work
   return cudaErrorNotReady;
 }
 
@@ -895,6 +923,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   op.what = "cudaEventRecord";
   op.record = it->second;
   op.record_no = ++it->second->recorded;
+  it->second->stream = s;
   r.push(s, std::move(op));
   return cudaSuccess;
 }
@@ -922,7 +951,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (it == r.events.end()) return fail(cudaErrorInvalidResourceHandle);
   std::shared_ptr<Event> e = it->second;
   const uint64_t target = e->recorded;
-  r.host_wait(lock, [&] { return e->completed >= target; });
+  r.host_wait(lock, {e->stream.lock()}, [&] { return e->completed >= target; });
   return sticky(e->device);
 }
 
@@ -933,8 +962,7 @@ cudaError_t cudaEventQuery(cudaEvent_t event) {
   if (it == r.events.end()) return fail(cudaErrorInvalidResourceHandle);
   if (cudaError_t e = sticky(it->second->device)) return e;
   if (it->second->completed >= it->second->recorded) return cudaSuccess;
-  ++r.flush;
-  r.cv.notify_all();
+  r.force(it->second->stream.lock());
   return cudaErrorNotReady;
 }
 

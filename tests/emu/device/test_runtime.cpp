@@ -290,9 +290,29 @@ TEST(EmuRuntime, TheCoreRuntimeSeesEmulatedDevices) {
   std::string why;
   EXPECT_TRUE(cuda::available(&why)) << why;
   EXPECT_GE(cuda::device_count(), 2);
+  const int64_t launches = emu::stats().launches;
   Tensor t = Tensor::from_vector(std::vector<float>{1, 2, 3}, {3}).to(Device::cuda(0));
   Tensor u = fn::mul(t, t).to(Device::cpu());
   EXPECT_EQ(u.to_vector<float>(), (std::vector<float>{1, 4, 9}));
+  EXPECT_GT(emu::stats().launches, launches) << "the product ran on the grid emulator";
+}
+
+TEST(EmuRuntime, ATensorMadeFromHostValuesIsOrderedWithItsStream) {
+  // A block of the caching allocator is reused as soon as its tensor dies, safely by the
+  // order of the thread's stream (Note [Caching allocator and streams]). A copy into the
+  // reused block on another stream (a blocking cudaMemcpy runs on the legacy stream,
+  // unordered with dtrain's non-blocking streams) could overwrite it while a kernel
+  // queued earlier still reads it. The lag holds the kernel back, so the copy would win.
+  LagScope lag(300ms);
+  const Device dev = Device::cuda(0);
+  Tensor a = Tensor::from_vector(std::vector<float>{1, -2, 3, -4}, {4}, dev);
+  const void* block = a.raw_data();
+  Tensor y = fn::relu(a);  // queued on the thread's stream, reading a's block
+  a = Tensor();            // the block returns to the cache
+  Tensor b = Tensor::from_vector(std::vector<float>{-5, -5, -5, -5}, {4}, dev);
+  ASSERT_EQ(b.raw_data(), block) << "the test needs the cache to hand the block out again";
+  EXPECT_EQ(y.to_vector<float>(), (std::vector<float>{1, 0, 3, 0}));
+  EXPECT_EQ(b.to_vector<float>(), std::vector<float>(4, -5.0f));
 }
 
 // ---- the planted host/device mistakes -----------------------------------------------------
