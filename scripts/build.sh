@@ -2,7 +2,8 @@
 # Configures and builds dtrain into build/ (or $DTRAIN_BUILD_DIR).
 # The CUDA backend is built when nvcc is found: $CUDACXX, nvcc on PATH, or the usual
 # /usr/local/cuda/bin/nvcc. Set DTRAIN_CUDA=OFF to build the CPU-only variant, and
-# CUDA_ARCHS to override the default architectures "80;90".
+# CUDA_ARCHS to override the default architectures "80;90". EXTRA_CMAKE_ARGS (words) are
+# passed to cmake as they are.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${DTRAIN_BUILD_DIR:-$root/build}"
@@ -19,5 +20,7 @@ else
   fi
 fi
 [ -n "${CUDA_ARCHS:-}" ] && args+=(-DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCHS")
+# shellcheck disable=SC2206
+[ -n "${EXTRA_CMAKE_ARGS:-}" ] && args+=(${EXTRA_CMAKE_ARGS})
 cmake "${args[@]}"
 cmake --build "$build" -j "${JOBS:-$(nproc)}"

@@ -14,7 +14,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 tool="${1:-$root/../shared/gpu/bundle.sh}"
 [ -x "$tool" ] || [ -f "$tool" ] || { echo "make-bundle: bundle tool $tool not found" >&2; exit 1; }
 command -v patchelf >/dev/null || apt-get install -y -q patchelf
-DTRAIN_BUILD_DIR="$root/build-gpu" CUDA_ARCHS=90 BUILD_TYPE=Release bash "$root/scripts/build.sh"
+# The emulator's tests run on the CPU here (label emu); the GPU machine runs the real thing.
+DTRAIN_BUILD_DIR="$root/build-gpu" CUDA_ARCHS=90 BUILD_TYPE=Release \
+  EXTRA_CMAKE_ARGS="-DDTRAIN_EMU_DEVICE=OFF -DDTRAIN_EMU_SANITIZE=OFF" bash "$root/scripts/build.sh"
 rm -rf "$root/gpu-bundle"
 benches=$(find "$root/build-gpu/benchmarks" -maxdepth 1 -type f -executable -name 'bench_*')
 bash "$tool" "$root/gpu-bundle" "$root/build-gpu/launcher/dtrain" $benches --tests "$root/build-gpu" --strip

@@ -60,6 +60,7 @@ struct RecipeCase {
 };
 
 std::string print_case(const ::testing::TestParamInfo<RecipeCase>& info) { return info.param.name; }
+void PrintTo(const RecipeCase& c, std::ostream* os) { *os << c.name; }
 
 class EmuRecipe : public ::testing::TestWithParam<RecipeCase> {
  protected:
