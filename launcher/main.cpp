@@ -30,6 +30,8 @@ constexpr Command kCommands[] = {
      dtrain::cli::predict_main},
     {"score", "score FILE", "sample quality of image files (a GAN's output) with a classifier trained by dtrain",
      dtrain::cli::score_main},
+    {"status", "status DIR", "a running job's progress and what each rank is doing", dtrain::cli::status_main},
+    {"stop", "stop DIR", "ask a running job to checkpoint and stop", dtrain::cli::stop_main},
     {"submit", "submit", "submit 'dtrain train' to Slurm as a batch job that checkpoints and requeues itself",
      dtrain::cli::submit_main},
     {"train", "train CFG", "train a model data-parallel from a TOML config (one rank per process under mpirun/srun)",

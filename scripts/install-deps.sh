@@ -15,6 +15,10 @@ packages=(
   # numbers in its sanitizer build's reports.
   libboost-context-dev llvm
   libgtest-dev libgmock-dev
+  # The status server's tests (tests/launcher/test_status_server.cpp): curl as the HTTP
+  # client, and promtool (the prometheus package; it also installs the Prometheus server
+  # and its service, which the tests do not use) to check the /metrics format.
+  curl prometheus
   libopenblas-dev libopenblas0-openmp libdnnl-dev libpng-dev zlib1g-dev libtomlplusplus-dev
   dataset-fashion-mnist dict-freedict-eng-deu
   # the language-identification word set (scripts/prepare-data.sh, docs/DATASETS.md)

@@ -24,6 +24,12 @@ int info_main(const std::vector<std::string>& args);
 int predict_main(const std::vector<std::string>& args);
 // `dtrain score --classifier CKPT FILE...`: sample quality of image files (docs/GAN.md).
 int score_main(const std::vector<std::string>& args);
+// `dtrain status [RUN_DIR|HOST:PORT] [--json]`: a running job's progress and every rank's
+// phase, from rank 0's status server (launcher/control/status_server.h).
+int status_main(const std::vector<std::string>& args);
+// `dtrain stop RUN_DIR`: asks a running job to checkpoint and stop, with the token in its run
+// directory.
+int stop_main(const std::vector<std::string>& args);
 // `dtrain submit [options] CONFIG [train options]`: a Slurm batch job (docs/SLURM.md).
 int submit_main(const std::vector<std::string>& args);
 // `dtrain train CONFIG [--set KEY=VALUE ...]`: data-parallel training from a TOML config
