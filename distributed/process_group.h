@@ -67,6 +67,11 @@ class ProcessGroup {
   // first.
   virtual WorkPtr all_gather(const Tensor& in, const Tensor& out) = 0;
   virtual WorkPtr barrier() = 0;
+  // Ends the group's communication at once, from any thread, so that a rank blocked in a
+  // collective can be released before the process exits (the watchdog, docs/WATCHDOG.md):
+  // NCCL aborts its communicator. The group is unusable afterwards. CPU backends: nothing
+  // (the process exits and the MPI launcher ends the rest).
+  virtual void abort() {}
 };
 
 // ---- backends ------------------------------------------------------------------------

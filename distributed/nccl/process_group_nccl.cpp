@@ -13,6 +13,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "core/runtime.h"
@@ -105,10 +106,15 @@ class NcclGroup : public ProcessGroup {
     scratch_ = Tensor::zeros({1}, DType::F32, device_);
   }
   ~NcclGroup() override {
-    if (comm_) {
+    if (comm_ && !aborted_.load()) {
       stream_.synchronize();
       ncclCommDestroy(comm_);
     }
+  }
+  // The watchdog's call, from its thread while this rank may be blocked in a collective:
+  // ncclCommAbort releases it (unverified on a GPU while none has been lent).
+  void abort() override {
+    if (comm_ && !aborted_.exchange(true)) ncclCommAbort(comm_);
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -167,6 +173,7 @@ class NcclGroup : public ProcessGroup {
   int rank_, size_;
   Device device_;
   ncclComm_t comm_ = nullptr;
+  std::atomic<bool> aborted_{false};
   Stream stream_;
   Tensor scratch_;  // (1) f32, the barrier's operand
 };

@@ -76,6 +76,10 @@ int submit_main(const std::vector<std::string>& args) {
   p.add_option("chdir", "DIR", "the job's working directory (default: this one)");
   p.add_option("signal-seconds", "S", "send SIGUSR1 this many seconds before the time limit (--signal=B:USR1@S)",
                "120");
+  p.add_option("max-restarts", "N",
+               "requeue a job the watchdog ended (exit code 86: a rank froze or stalled) at most N times, "
+               "resuming from its last checkpoint",
+               "3");
   p.add_repeated_option("sbatch", "LINE", "an extra #SBATCH line, e.g. --sbatch=--constraint=a100");
   p.add_option("binary", "PATH", "the dtrain the job runs (default: this program)");
   p.add_flag("dry-run", "print the batch script and do not submit it");
@@ -101,7 +105,7 @@ int submit_main(const std::vector<std::string>& args) {
     if (a.rfind("--", 0) != 0 || a.size() == 2) continue;
     std::string name = a.substr(2, a.find('=') == std::string::npos ? std::string::npos : a.find('=') - 2);
     for (const char* own : {"nodes", "ntasks-per-node", "gpus-per-node", "time", "partition", "account",
-                            "job-name", "output", "chdir", "signal-seconds", "sbatch", "binary", "dry-run",
+                            "job-name", "output", "chdir", "signal-seconds", "max-restarts", "sbatch", "binary", "dry-run",
                             "no-check"}) {
       if (name == own) {
         std::fprintf(stderr,
@@ -127,6 +131,7 @@ int submit_main(const std::vector<std::string>& args) {
     o.ntasks_from_gpus = true;
   }
   o.signal_seconds = positive("signal-seconds", 1);
+  o.max_restarts = positive("max-restarts", 0);
   if (p.has("time")) o.time = p.get("time");
   if (p.has("partition")) o.partition = p.get("partition");
   if (p.has("account")) o.account = p.get("account");

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "launcher/cli/args.h"
+#include "launcher/control/job_control.h"
 #include "launcher/train/config.h"
 #include "launcher/train/signals.h"
 #include "launcher/slurm/job.h"
@@ -38,8 +39,13 @@ constexpr const char* kEpilog =
     "\n"
     "Exit codes: 0 finished, 1 the run failed (including ranks that disagree before the first\n"
     "step, and a checkpoint that cannot be written or read), 2 bad usage or configuration, 3 a\n"
-    "feature this build lacks, 75 stopped by SIGTERM/SIGUSR1 at a step boundary (checkpoint\n"
-    "written when checkpoint.dir is set; run again with --resume auto to continue).\n";
+    "feature this build lacks, 75 stopped by SIGTERM/SIGUSR1 or `dtrain stop` at a step boundary\n"
+    "(checkpoint written when checkpoint.dir is set; run again with --resume auto to continue),\n"
+    "86 ended by the watchdog: a rank froze, stalled or the ranks desynchronised; the diagnosis\n"
+    "names the rank and its phase (docs/WATCHDOG.md); run again with --resume auto.\n"
+    "\n"
+    "Live status: rank 0 serves GET /status and /metrics on 127.0.0.1 (the line 'status: URL'):\n"
+    "  dtrain status CHECKPOINT_DIR     dtrain stop CHECKPOINT_DIR\n";
 
 // --set may repeat, which ArgParser's options do not: take them out first.
 std::vector<std::string> take_sets(const std::vector<std::string>& args, std::vector<std::string>& rest) {
@@ -101,7 +107,19 @@ int train_main(const std::vector<std::string>& args) {
   // From here on SIGTERM/SIGUSR1 only request a stop at the next step boundary.
   signals::install_stop_handlers();
   launcher::World world(config.device);
+  // The watchdog and the live status (docs/WATCHDOG.md), from before the set-up on; an
+  // authorised `dtrain stop` takes the SIGTERM path.
+  control::JobControl job(world, config, p.get("CONFIG"), [] { signals::request_stop(SIGTERM); });
   launcher::TrainLoop loop(config, world);  // collective set-up: a failure stops every rank
+  if (world.rank() == 0) {
+    job.set_record_writer([&loop](const std::string& line) { loop.write_metrics_record(line); });
+    loop.set_status_sink([&job](const control::JobStatus& s) { job.publish(s); });
+    if (const std::string url = job.status_url(); !url.empty()) {
+      const std::string where = config.checkpoint_dir.empty() ? url.substr(url.find("//") + 2) : config.checkpoint_dir;
+      std::printf("status: %s (dtrain status %s)\n", url.c_str(), where.c_str());
+      std::fflush(stdout);
+    }
+  }
   // SIGUSR1 is what `dtrain submit` asks Slurm to send before the time limit: stop and
   // requeue. SIGTERM (scancel, shutdown, preemption, which requeues by itself where the
   // cluster is set up so) stops with a checkpoint but does not requeue.

@@ -48,48 +48,6 @@ constexpr int kMaxConnections = 64;
 constexpr std::chrono::seconds kDrainTimeout{1};
 constexpr size_t kDrainLimit = 256 * 1024;
 
-// The words for a phase and a collective, the same as progress.h's phase_name() and
-// collective_name(); kept here so that the server's bodies depend on the snapshot's fields only.
-const char* phase_word(Phase p) {
-  switch (p) {
-    case Phase::Setup: return "setup";
-    case Phase::Data: return "data";
-    case Phase::Forward: return "forward";
-    case Phase::Backward: return "backward";
-    case Phase::Collective: return "collective";
-    case Phase::Optimizer: return "optimizer";
-    case Phase::Boundary: return "boundary";
-    case Phase::Evaluate: return "evaluate";
-    case Phase::Checkpoint: return "checkpoint";
-    case Phase::Finished: return "finished";
-  }
-  return "unknown";
-}
-
-const char* collective_word(CollectiveKind k) {
-  switch (k) {
-    case CollectiveKind::None: return "none";
-    case CollectiveKind::AllReduce: return "all-reduce";
-    case CollectiveKind::Broadcast: return "broadcast";
-    case CollectiveKind::AllGather: return "all-gather";
-    case CollectiveKind::Barrier: return "barrier";
-  }
-  return "unknown";
-}
-
-// "forward of step 88", "all-reduce #533 (bucket 3) of step 88": what describe() says.
-std::string doing_text(const ProgressSnapshot& s) {
-  std::string out;
-  if (s.phase == Phase::Collective) {
-    out = std::string(collective_word(s.waiting_kind)) + " #" + std::to_string(s.waiting_seq);
-  } else {
-    out = phase_word(s.phase);
-  }
-  if (s.detail >= 0) out += " (bucket " + std::to_string(s.detail) + ")";
-  if (s.step > 0 && s.phase != Phase::Finished) out += " of step " + std::to_string(s.step);
-  return out;
-}
-
 std::string prom_number(double v) {
   if (std::isnan(v)) return "NaN";
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
@@ -155,9 +113,9 @@ std::string status_json(const JobStatus& job, const std::vector<RankStatus>& ran
     os << (i ? "," : "") << "{\"rank\":" << r.info.rank << ",\"host\":" << json_string(r.info.host)
        << ",\"pid\":" << r.info.pid << ",\"connected\":" << (r.connected ? "true" : "false")
        << ",\"heartbeat_age_s\":" << json_number(r.heartbeat_age_s) << ",\"step\":" << p.step
-       << ",\"phase\":" << json_string(phase_word(p.phase)) << ",\"detail\":" << p.detail
+       << ",\"phase\":" << json_string(phase_name(p.phase)) << ",\"detail\":" << p.detail
        << ",\"collectives_issued\":" << p.issued << ",\"collectives_done\":" << p.done
-       << ",\"phase_age_s\":" << json_number(p.phase_age_s) << ",\"doing\":" << json_string(doing_text(p)) << "}";
+       << ",\"phase_age_s\":" << json_number(p.phase_age_s) << ",\"doing\":" << json_string(describe(p)) << "}";
   }
   os << "]}\n";
   return os.str();
@@ -198,7 +156,7 @@ std::string metrics_text(const JobStatus& job, const std::vector<RankStatus>& ra
   }
   family("dtrain_rank_phase", "gauge", "1 for the phase the rank is in (one series per rank).");
   for (const RankStatus& r : ranks) {
-    os << "dtrain_rank_phase{rank=\"" << r.info.rank << "\",phase=" << prom_label(phase_word(r.progress.phase))
+    os << "dtrain_rank_phase{rank=\"" << r.info.rank << "\",phase=" << prom_label(phase_name(r.progress.phase))
        << "} 1\n";
   }
   family("dtrain_rank_phase_age_seconds", "gauge", "Seconds the rank has been in its current phase.");

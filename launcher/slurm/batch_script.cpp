@@ -21,6 +21,14 @@ namespace {
 // the job (`scontrol requeue`), which starts again from the top of this script and resumes
 // with --resume auto. SIGTERM (scancel, preemption, the time limit itself) goes the same
 // way, so the shell does not die before the step has finished its checkpoint.
+//
+// A step that the watchdog ended (exit code 86, docs/WATCHDOG.md: a rank froze, stalled
+// or the ranks desynchronised; srun --kill-on-bad-exit ends the others) is requeued by the
+// shell itself, which is still running when every rank is gone, frozen ones included: at
+// most max_restarts times (SLURM_RESTART_COUNT counts every requeue of the job). srun
+// reports the highest exit status of its tasks, which is the frozen rank's kill when one
+// froze, so the ranks that diagnose the hang also write DTRAIN_WATCHDOG_MARKER, a file on
+// the batch shell's node (seen when rank 0 or another rank of that node wrote it).
 
 // Shell word for s: bare when it is plainly safe, single-quoted otherwise.
 std::string shell_quote(const std::string& s) {
@@ -89,6 +97,8 @@ std::string batch_script(const SubmitOptions& o) {
   s << "trap 'forward USR1' USR1\n";
   s << "trap 'forward TERM' TERM\n";
   s << "\n";
+  s << "export DTRAIN_WATCHDOG_MARKER=\"${TMPDIR:-/tmp}/dtrain-watchdog-${SLURM_JOB_ID}\"\n";
+  s << "rm -f \"$DTRAIN_WATCHDOG_MARKER\"\n";
   s << "srun --mpi=pmix --kill-on-bad-exit=1";
   s << " " << shell_quote(o.dtrain_binary) << " train";
   bool has_resume = false;
@@ -109,6 +119,20 @@ std::string batch_script(const SubmitOptions& o) {
   s << "  break\n";
   s << "done\n";
   s << "echo \"dtrain submit: the training step exited with code $rc at $(date -Is)\"\n";
+  s << "if [ \"$rc\" -eq 86 ] || [ -s \"$DTRAIN_WATCHDOG_MARKER\" ]; then\n";
+  s << "  rm -f \"$DTRAIN_WATCHDOG_MARKER\"\n";
+  s << "  restarts=${SLURM_RESTART_COUNT:-0}\n";
+  s << "  if [ \"$restarts\" -lt " << o.max_restarts << " ]; then\n";
+  s << "    echo \"dtrain submit: the watchdog ended the step (see its diagnosis above): requeueing to resume "
+       "from the last checkpoint (restart $((restarts + 1)) of "
+    << o.max_restarts << ")\"\n";
+  s << "    scontrol requeue \"$SLURM_JOB_ID\" && exit 0\n";
+  s << "    echo \"dtrain submit: scontrol requeue failed\"\n";
+  s << "  else\n";
+  s << "    echo \"dtrain submit: the watchdog ended the step again; not requeued after " << o.max_restarts
+    << " restarts (--max-restarts)\"\n";
+  s << "  fi\n";
+  s << "fi\n";
   s << "exit \"$rc\"\n";
   return s.str();
 }

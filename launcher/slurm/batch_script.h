@@ -14,6 +14,7 @@ struct SubmitOptions {
   int gpus_per_node = 0;          // 0: no --gpus-per-node line
   std::string time, partition, account, job_name = "dtrain", output = "dtrain-%j.out", chdir;
   int signal_seconds = 120;
+  int max_restarts = 3;  // requeues after the watchdog ended the step (exit code 86)
   std::vector<std::string> extra_sbatch;  // "--constraint=a100" or "#SBATCH --constraint=a100"
   std::string dtrain_binary;              // absolute path of the dtrain to run
   std::vector<std::string> train_args;    // CONFIG [--set K=V ...] [other train options]

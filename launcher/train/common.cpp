@@ -76,6 +76,11 @@ TestKnobs TestKnobs::from_env() {
   k.log_samples = env("DTRAIN_TEST_LOG_SAMPLES");
   k.pid_dir = env("DTRAIN_TEST_PID_DIR");
   if (auto v = env("DTRAIN_TEST_STEP_DELAY_MS"); !v.empty()) k.step_delay_ms = std::stoll(v);
+  if (auto v = env("DTRAIN_TEST_HOLD"); !v.empty()) {
+    const auto colon = v.find(':');
+    k.hold_rank = std::stoi(v.substr(0, colon));
+    k.hold_step = colon == std::string::npos ? 1 : std::stoll(v.substr(colon + 1));
+  }
   return k;
 }
 

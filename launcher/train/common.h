@@ -65,6 +65,8 @@ struct TestKnobs {
   std::string log_samples;           // DTRAIN_TEST_LOG_SAMPLES: append "step row" lines to <it>.rank<r>
   std::string pid_dir;               // DTRAIN_TEST_PID_DIR: rank<r>.pid at start, rank<r>.stopped at a stop
   int64_t step_delay_ms = 0;         // DTRAIN_TEST_STEP_DELAY_MS: sleep after each step
+  int hold_rank = -1;                // DTRAIN_TEST_HOLD=RANK:STEP: that rank stays in forward of
+  int64_t hold_step = -1;            //   that step (alive, no progress) until the watchdog ends it
 
   static TestKnobs from_env();
 };

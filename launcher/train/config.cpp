@@ -147,6 +147,23 @@ const std::vector<Key>& keys() {
       DT_KEY("checkpoint.keep_last", Int, checkpoint_keep_last,
              "complete checkpoints kept, older ones deleted after a new one is complete (--keep-last); 0 = all"),
       DT_KEY("checkpoint.final", Bool, checkpoint_final, "write a checkpoint after the last step"),
+      DT_KEY("watchdog.enabled", Bool, watchdog.enabled,
+             "heartbeats and progress watched by rank 0; a hung job ends with exit code 86 and a diagnosis "
+             "(docs/WATCHDOG.md)"),
+      DT_KEY("watchdog.heartbeat_s", Float, watchdog.heartbeat_s, "seconds between heartbeats"),
+      DT_KEY("watchdog.heartbeat_timeout_s", Float, watchdog.heartbeat_timeout_s,
+             "silence after which a rank (or rank 0, seen by the others) is declared frozen or gone"),
+      DT_KEY("watchdog.progress_timeout_s", Float, watchdog.progress_timeout_s,
+             "seconds one rank may stay in one phase while others wait in a collective (longer than any "
+             "evaluation or checkpoint write)"),
+      DT_KEY("watchdog.address", String, watchdog.address,
+             "address rank 0's control plane listens on (the other ranks connect to its host name)"),
+      DT_KEY("watchdog.status", Bool, watchdog.status,
+             "rank 0 serves GET /status and /metrics (dtrain status, dtrain stop)"),
+      DT_KEY("watchdog.status_address", String, watchdog.status_address, "address of the status endpoint"),
+      DT_KEY("watchdog.status_port", Int, watchdog.status_port, "port of the status endpoint; 0 = any free port"),
+      DT_KEY("watchdog.status_allow", String, watchdog.status_allow,
+             "comma-separated client addresses allowed besides loopback"),
   };
   std::vector<Key> opt = optimizer_keys("optimizer", &Config::optimizer, "", "peak learning rate");
   common.insert(std::find_if(common.begin(), common.end(), [](const Key& k) { return k.name == "schedule.name"; }),
@@ -383,6 +400,14 @@ void validate(const Config& c, const std::map<std::string, std::string>& origin)
   if (!(c.bucket_mib > 0)) fail("buckets.mib", "must be > 0");
   if (c.checkpoint_every < 0) fail("checkpoint.every", "must be >= 0 (0: only the final checkpoint)");
   if (c.checkpoint_keep_last < 0) fail("checkpoint.keep_last", "must be >= 0 (0: keep all)");
+  if (!(c.watchdog.heartbeat_s > 0)) fail("watchdog.heartbeat_s", "must be > 0");
+  if (!(c.watchdog.heartbeat_timeout_s >= 3 * c.watchdog.heartbeat_s)) {
+    fail("watchdog.heartbeat_timeout_s", "must be at least 3 x watchdog.heartbeat_s");
+  }
+  if (!(c.watchdog.progress_timeout_s > 0)) fail("watchdog.progress_timeout_s", "must be > 0");
+  if (c.watchdog.status_port < 0 || c.watchdog.status_port > 65535) {
+    fail("watchdog.status_port", "must be a port number from 0 to 65535 (0: any free port)");
+  }
   // Each recipe's own keys (and what its model names need of the others).
   for (const RecipeEntry& r : recipe_table()) {
     if (r.validate) r.validate(c, check);

@@ -128,6 +128,19 @@ struct Config {
   int64_t checkpoint_keep_last = 3;  // checkpoint.keep_last: 0 = keep all
   bool checkpoint_final = true;    // checkpoint.final: one after the last step
 
+  // The watchdog and the live status (docs/WATCHDOG.md).
+  struct Watchdog {
+    bool enabled = true;               // watchdog.enabled
+    double heartbeat_s = 1.0;          // watchdog.heartbeat_s
+    double heartbeat_timeout_s = 60;   // watchdog.heartbeat_timeout_s
+    double progress_timeout_s = 600;   // watchdog.progress_timeout_s
+    std::string address = "0.0.0.0";  // watchdog.address: rank 0's control-plane bind address
+    bool status = true;                // watchdog.status: rank 0 serves /status and /metrics
+    std::string status_address = "127.0.0.1";  // watchdog.status_address
+    int64_t status_port = 0;           // watchdog.status_port: 0 = any free port
+    std::string status_allow;          // watchdog.status_allow: client addresses besides loopback
+  } watchdog;
+
   // Not a config key: `dtrain train --resume auto|PATH` ("" = start fresh).
   std::string resume;
 };

@@ -54,6 +54,7 @@ TrainLoop::Impl::~Impl() {
 }
 
 void TrainLoop::Impl::write_metrics(const std::string& line) {
+  std::lock_guard<std::mutex> lock(metrics_mu);
   if (!metrics) return;
   std::fputs(line.c_str(), metrics);
   std::fputc('\n', metrics);
@@ -134,6 +135,10 @@ int64_t TrainLoop::total_steps() const { return impl_->ctx.total_steps; }
 Recipe& TrainLoop::recipe() { return *impl_->recipe; }
 
 void TrainLoop::set_stop_request(std::function<int()> stop) { impl_->stop = std::move(stop); }
+void TrainLoop::set_status_sink(std::function<void(const control::JobStatus&)> sink) {
+  impl_->status_sink = std::move(sink);
+}
+void TrainLoop::write_metrics_record(const std::string& line) { impl_->write_metrics(line); }
 
 void TrainLoop::preflight() {
   Impl& m = *impl_;
@@ -262,11 +267,17 @@ TrainSummary TrainLoop::run() {
   LoopInput input(*m.train, m.sample_log, position, consumed);
   const bool checkpoints = !cfg.checkpoint_dir.empty();
   const int64_t fields = static_cast<int64_t>(k) + 3;  // statistics..., units, busy seconds, stop
+  control::Progress& progress = m.world.progress();
   while (step < total_steps) {
     const auto t0 = Clock::now();
     const double wait0 = m.train->wait_seconds();
     const int64_t epoch_before = position.epoch;
     input.step = step;
+    progress.begin_step(step + 1);
+    if (m.knobs.hold_rank == m.world.rank() && m.knobs.hold_step == step + 1) {
+      progress.phase(control::Phase::Forward);  // alive, making no progress (a test of the watchdog)
+      for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
     StepResult r = recipe.step(input, step);
     DT_CHECK(r.sums.size() == k, "recipe step returned ", r.sums.size(), " statistics, expected ", k);
     ++step;
@@ -280,6 +291,7 @@ TrainSummary TrainLoop::run() {
     mine.push_back(busy);
     mine.push_back(static_cast<double>(stop_here));
     Tensor all = Tensor::zeros({fields * static_cast<int64_t>(world)}, DType::F64);
+    progress.phase(control::Phase::Boundary);
     m.world.control().all_gather(Tensor::from_vector<double>(mine, {fields}), all)->wait();
     std::vector<double> g = all.to_vector<double>();
     std::vector<double> sums(k, 0.0);
@@ -319,6 +331,16 @@ TrainSummary TrainLoop::run() {
                   unit.shown, 1e3 * iv.data_wait / n, 1e3 * iv.comm_wait / n, 1e3 * iv.skew / n,
                   duration_text(eta).c_str());
       std::fflush(stdout);
+      if (m.status_sink) {
+        m.status.step = step;
+        m.status.total_steps = total_steps;
+        m.status.epoch = epoch_f;
+        m.status.rate = rate;
+        m.status.rate_unit = unit.shown;
+        m.status.eta_s = eta;
+        m.status.elapsed_s = seconds_since(start);
+        m.status_sink(m.status);
+      }
       m.write_metrics("{\"kind\":\"train\",\"step\":" + std::to_string(step) + ",\"epoch\":" + json_number(epoch_f) +
                       recipe.progress_fields(iv.sums, iv.units) +
                       ",\"" + std::string(unit.metrics_key) + "\":" + json_number(rate) +
@@ -336,7 +358,10 @@ TrainSummary TrainLoop::run() {
         std::printf("stop requested: stopping after step %lld\n", static_cast<long long>(step));
         std::fflush(stdout);
       }
-      if (checkpoints) m.save(step, position);
+      if (checkpoints) {
+        progress.phase(control::Phase::Checkpoint);
+        m.save(step, position);
+      }
       if (!m.knobs.pid_dir.empty()) {
         std::ofstream(m.knobs.pid_dir + "/rank" + std::to_string(m.world.rank()) + ".stopped") << step << "\n";
       }
@@ -346,19 +371,35 @@ TrainSummary TrainLoop::run() {
       const bool epoch_end = position.epoch > epoch_before;
       const bool due = cfg.eval_interval > 0 ? step % cfg.eval_interval == 0 : epoch_end;
       if (due || step == total_steps) {
+        progress.phase(control::Phase::Evaluate);
         summary.eval = recipe.evaluate(m.ctx, EvalPoint{step, epoch_f, seconds_since(start)});
         summary.evaluated = true;
       }
     }
     if (checkpoints && ((cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0) ||
                         (step == total_steps && cfg.checkpoint_final))) {
+      progress.phase(control::Phase::Checkpoint);
       m.save(step, position);
+      if (m.status_sink) {
+        m.status.last_checkpoint = m.last_checkpoint;
+        m.status_sink(m.status);
+      }
     }
     if (step == m.knobs.crash_at_step) {
       std::fflush(stdout);
       std::raise(SIGKILL);
     }
     if (m.knobs.step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(m.knobs.step_delay_ms));
+  }
+  progress.phase(control::Phase::Finished);
+  if (m.status_sink) {
+    m.status.step = step;
+    m.status.total_steps = total_steps;
+    m.status.last_checkpoint = m.last_checkpoint;
+    m.status.elapsed_s = seconds_since(start);
+    m.status.eta_s = 0;
+    m.status.finished = true;
+    m.status_sink(m.status);
   }
   summary.steps = step;
   summary.seconds = seconds_since(start);

@@ -36,6 +36,7 @@
 #include <memory>
 #include <string>
 
+#include "launcher/control/status_server.h"
 #include "launcher/train/config.h"
 #include "launcher/train/recipe.h"
 #include "launcher/train/world.h"
@@ -66,6 +67,12 @@ class TrainLoop {
   // after the same step; the summary carries the largest kind requested.
   enum StopKind : int { kNoStop = 0, kStop = 1, kStopAndRequeue = 2 };
   void set_stop_request(std::function<int()> stop);
+  // Rank 0: called with the job's status at every progress line, checkpoint and the end
+  // (the live status, launcher/control/job_control.h).
+  void set_status_sink(std::function<void(const control::JobStatus&)> sink);
+  // Rank 0: appends one JSON record to the metrics file, from any thread (nothing without
+  // the file).
+  void write_metrics_record(const std::string& line);
   int64_t total_steps() const;
   Recipe& recipe();
 

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "core/log.h"
@@ -26,6 +27,9 @@ struct TrainLoop::Impl {
   std::FILE* metrics = nullptr;
   std::FILE* sample_log = nullptr;
   std::function<int()> stop;
+  std::function<void(const control::JobStatus&)> status_sink;
+  control::JobStatus status;  // rank 0: what the sink last got
+  std::mutex metrics_mu;      // the control thread may write a record too
   bool preflight_done = false;
   TestKnobs knobs = TestKnobs::from_env();
 

@@ -26,6 +26,7 @@ void install_stop_handlers() {
 
 bool stop_requested() { return g_stop_signal != 0; }
 int stop_signal() { return g_stop_signal; }
+void request_stop(int sig) { g_stop_signal = sig; }
 void reset() { g_stop_signal = 0; }
 
 }  // namespace dtrain::signals

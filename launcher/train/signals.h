@@ -17,6 +17,8 @@ void install_stop_handlers();
 bool stop_requested();
 // The signal that set the flag (the last one), 0 when none.
 int stop_signal();
+// Sets the flag as signal `sig` would (an authorised `dtrain stop` uses SIGTERM's path).
+void request_stop(int sig);
 // Clears the flag (tests).
 void reset();
 

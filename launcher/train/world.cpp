@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "core/error.h"
 #include "core/runtime.h"
 #include "core/tensor.h"
+#include "launcher/control/watched_group.h"
 
 namespace dtrain::launcher {
 
@@ -61,6 +63,8 @@ World::World(std::unique_ptr<dist::ProcessGroup> group, std::unique_ptr<dist::Pr
       control_(std::move(control)) {
   DT_CHECK(control_->rank() == rank_ && control_->size() == size_, "World: the control group is rank ",
            control_->rank(), " of ", control_->size(), ", the gradient group rank ", rank_, " of ", size_);
+  group_ = control::watch(std::move(group_), *progress_);
+  control_ = control::watch(std::move(control_), *progress_);
 }
 
 void World::init(const std::string& device_kind) {
@@ -90,7 +94,7 @@ void World::init(const std::string& device_kind) {
   host_.assign(name, len);
 
   // Errors from here on are collective: every rank learns that set-up failed.
-  control_ = dist::make_mpi_group(handle(MPI_COMM_WORLD));
+  control_ = control::watch(dist::make_mpi_group(handle(MPI_COMM_WORLD)), *progress_);
 
   // The same device kind everywhere: an MPI rank and a NCCL rank cannot reduce together.
   int want_cuda = device_kind == "cuda" ? 1 : 0;
@@ -136,9 +140,9 @@ void World::init(const std::string& device_kind) {
     check_all_ok(error, "NCCL bootstrap");
     DT_CHECK(id.size() == 128, "nccl_unique_id returned ", id.size(), " bytes, expected 128");
     WORLD_MPI(MPI_Bcast(id.data(), 128, MPI_BYTE, 0, MPI_COMM_WORLD));
-    group_ = dist::make_nccl_group(rank_, size_, local_rank_, id);
+    group_ = control::watch(dist::make_nccl_group(rank_, size_, local_rank_, id), *progress_);
   } else {
-    group_ = dist::make_mpi_group(handle(MPI_COMM_WORLD));
+    group_ = control::watch(dist::make_mpi_group(handle(MPI_COMM_WORLD)), *progress_);
   }
 }
 
@@ -177,6 +181,16 @@ void World::check_all_ok(std::exception_ptr error, const std::string& phase) {
   if (error) std::rethrow_exception(error);
   DT_THROW(DistributedError, phase, " failed on ", ranks_text(failed),
            "; this rank stops too (that rank's message says why)");
+}
+
+std::string World::share_from_rank0(const std::string& text) {
+  Tensor n = Tensor::from_vector<int64_t>({static_cast<int64_t>(text.size())}, {1});
+  control_->broadcast(n, 0)->wait();
+  const int64_t bytes = n.to_vector<int64_t>()[0];
+  Tensor t = Tensor::zeros({bytes}, DType::U8);
+  if (rank_ == 0 && bytes > 0) std::memcpy(t.raw_data(), text.data(), static_cast<size_t>(bytes));
+  control_->broadcast(t, 0)->wait();
+  return std::string(static_cast<const char*>(t.raw_data()), static_cast<size_t>(bytes));
 }
 
 void World::abort(int code) {

@@ -24,6 +24,7 @@
 
 #include "core/device.h"
 #include "distributed/process_group.h"
+#include "launcher/control/progress.h"
 
 namespace dtrain::launcher {
 
@@ -50,8 +51,14 @@ class World {
   // The MPI thread level granted ("single", "funneled", "serialized", "multiple").
   std::string thread_level() const;
 
+  // Both groups report their collectives to progress() (launcher/control/watched_group.h).
   dist::ProcessGroup& group() { return *group_; }
   dist::ProcessGroup& control() { return *control_; }
+  // What this rank is doing, for the watchdog (docs/WATCHDOG.md).
+  control::Progress& progress() { return *progress_; }
+
+  // Collective over control(): every rank returns rank 0's `text`.
+  std::string share_from_rank0(const std::string& text);
 
   // Collective: every rank passes what went wrong in its part of a set-up phase (null
   // when nothing did). Returns normally when every rank succeeded; otherwise throws on
@@ -71,6 +78,7 @@ class World {
   bool owns_mpi_ = false;
   std::string host_;
   Device device_ = Device::cpu();
+  std::unique_ptr<control::Progress> progress_ = std::make_unique<control::Progress>();
   std::unique_ptr<dist::ProcessGroup> group_, control_;
 };
 

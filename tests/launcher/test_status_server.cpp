@@ -193,7 +193,7 @@ TEST(StatusJson, HasTheJobAndEveryRank) {
   EXPECT_EQ(ranks[1].get<int>("collectives_done"), 532);
   EXPECT_DOUBLE_EQ(ranks[1].get<double>("heartbeat_age_s"), 0.4);
   EXPECT_DOUBLE_EQ(ranks[1].get<double>("phase_age_s"), 12);
-  EXPECT_EQ(ranks[1].get<std::string>("doing"), "all-reduce #533 (bucket 3) of step 88");
+  EXPECT_EQ(ranks[1].get<std::string>("doing"), "waiting in all-reduce #533 (bucket 3) of step 88");
   // No ranks yet (before the control plane has any): still an object with an empty list.
   EXPECT_TRUE(contains(dtrain::control::status_json(JobStatus{}, {}), "\"ranks\":[]"));
 }
@@ -506,7 +506,7 @@ TEST(StatusCli, StatusPrintsSummaryAndRanks) {
   EXPECT_TRUE(contains(r.output, "last checkpoint: runs/cnn/step-80.h5")) << r.output;
   // The table: rank, host, pid, step, heartbeat, time in the phase, what it does.
   const std::regex row0(R"(\n +0  node1  4242  +88  +0\.0s ago +0s  forward of step 88\n)");
-  const std::regex row1(R"(\n +1  node2  4343  +88  +0\.4s ago +12s  all-reduce #533 \(bucket 3\) of step 88\n)");
+  const std::regex row1(R"(\n +1  node2  4343  +88  +0\.4s ago +12s  waiting in all-reduce #533 \(bucket 3\) of step 88\n)");
   EXPECT_TRUE(std::regex_search(r.output, row0)) << r.output;
   EXPECT_TRUE(std::regex_search(r.output, row1)) << r.output;
   EXPECT_LT(r.seconds, 5.0);

@@ -156,7 +156,9 @@ class DcganRecipe final : public Recipe {
     // Note [Global GAN noise]: the global batch's noise, this rank's rows.
     Tensor z_all = Tensor::empty({world_->size() * batch, cfg_.model.z_dim, 1, 1}, real.dtype(), real.device());
     noise_->normal_(z_all, 0.0, 1.0);
+    world_->progress().phase(control::Phase::Forward);  // both networks' forward and backward
     const GanStepResult r = step_->step(real, z_all.rows(world_->rank() * batch, batch));
+    world_->progress().phase(control::Phase::Optimizer);
     const double n = static_cast<double>(b.size);
     StepResult out;
     out.sums = {r.loss_d * n, r.loss_g * n, r.d_real_mean * n, r.d_fake_mean * n, r.d_fake_after * n};

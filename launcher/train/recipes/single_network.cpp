@@ -68,6 +68,8 @@ StepResult SingleNetworkRecipe::step(StepInput& in, int64_t step) {
   optimizer_->zero_grad();
   for (int64_t i = 0; i < accum; ++i) {
     data::Batch b = in.next();
+    control::Progress& progress = world_->progress();
+    progress.phase(control::Phase::Forward);
     reducer_->set_sync(i == accum - 1);
     autograd::Tape tape;
     Tensor loss, obj;
@@ -76,11 +78,13 @@ StepResult SingleNetworkRecipe::step(StepInput& in, int64_t step) {
       autograd::GradRecorder rec(tape);
       obj = objective(b, accum, loss, units);
     }
+    progress.phase(control::Phase::Backward);
     tape.backward(obj);
     losses_.emplace_back(loss.detach(), units);
     units_total += units;
   }
   reducer_->finalize();
+  world_->progress().phase(control::Phase::Optimizer);
   last_lr_ = schedule_->lr_at(step);
   optimizer_->set_lr(last_lr_);
   optimizer_->step();
