@@ -44,6 +44,8 @@ JobControl::JobControl(launcher::World& world, const launcher::Config& cfg, cons
   wd.heartbeat_s = w.heartbeat_s;
   wd.heartbeat_timeout_s = w.heartbeat_timeout_s;
   wd.progress_timeout_s = w.progress_timeout_s;
+  // A world of one has no one to wait for and no one to watch it: the status server alone.
+  if (world.size() == 1) wd.enabled = false;
   auto make_plane = [&](const std::string& token) {
     plane_ = std::make_unique<ControlPlane>(RankInfo{world.rank(), world.host(), static_cast<int>(::getpid())},
                                             world.size(), world.progress(), wd, token,
@@ -56,7 +58,7 @@ JobControl::JobControl(launcher::World& world, const launcher::Config& cfg, cons
     try {
       const std::string token = make_token();
       make_plane(token);
-      const std::string endpoint = world.size() > 1 && wd.enabled ? plane_->listen(w.address, world.host()) : "";
+      const std::string endpoint = wd.enabled ? plane_->listen(w.address, world.host()) : "";
       shared = token + " " + endpoint;
     } catch (...) {
       error = std::current_exception();

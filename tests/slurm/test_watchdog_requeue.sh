@@ -59,6 +59,9 @@ echo "froze rank 1 (pid $frozen) after $(elapsed)"
 requeued() { [ "$(job_field Restarts)" = 1 ] && [ "$(job_field JobState)" = PENDING ]; }
 wait_for 30 "the job to be requeued by the watchdog's exit (Restarts=1, PENDING)" requeued
 kill -0 "$frozen" 2>/dev/null && { kill -CONT "$frozen" || true; fail "the frozen rank outlived the step"; }
+# The step was killed a moment ago, which revokes the job's credential for cred_expire
+# (10 s): a start before that fails the job. Wait it out, then start it at once.
+sleep 11
 scontrol update JobId="$job" StartTime=now || true
 echo "requeued; released after $(elapsed)"
 wait_for 60 "the resumed job to complete" completed
