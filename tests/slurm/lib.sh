@@ -75,3 +75,31 @@ print(f"{len(names)} model and optimizer datasets identical bit for bit to the u
 EOF
 
 }
+
+# The training both tests run: 240 steps of a tiny MLP, 15 epochs of 16 steps at a global
+# batch of 32 (2 ranks x 16), as cfg.toml over train.h5, with the TOML on stdin appended;
+# then its uninterrupted reference directly under srun (the final checkpoint in ref/).
+make_run_and_reference() {
+  "$dtrain" data synth images --out train.h5 --n 512 --height 8 --width 8 --channels 1 --seed 1 >/dev/null
+  { cat <<'EOF'
+batch_size = 16
+steps = 240
+seed = 3
+[model]
+name = "mlp"
+hidden = 32
+[data]
+train = "train.h5"
+[optimizer]
+name = "sgd"
+lr = 0.05
+momentum = 0.9
+[log]
+interval = 20
+EOF
+    cat; } > cfg.toml
+  timeout 60 srun --mpi=pmix -n 2 "$dtrain" train cfg.toml --checkpoint-dir ref > ref.out 2>&1 ||
+    { cat ref.out; fail "the reference run failed"; }
+  [ -f ref/step-240.h5 ] && [ -f ref/step-240.ok ] || { cat ref.out; ls -la ref || true; fail "no final reference checkpoint"; }
+  echo "reference run done after $(elapsed)"
+}

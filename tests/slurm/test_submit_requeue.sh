@@ -19,30 +19,7 @@ cluster_sh="$root/scripts/slurm/local-cluster.sh"
 
 # shellcheck source=tests/slurm/lib.sh
 . "$root/tests/slurm/lib.sh"
-"$dtrain" data synth images --out train.h5 --n 512 --height 8 --width 8 --channels 1 --seed 1 >/dev/null
-# 240 steps of a tiny MLP: 15 epochs of 16 steps at a global batch of 32 (2 ranks x 16).
-cat > cfg.toml <<'EOF'
-batch_size = 16
-steps = 240
-seed = 3
-[model]
-name = "mlp"
-hidden = 32
-[data]
-train = "train.h5"
-[optimizer]
-name = "sgd"
-lr = 0.05
-momentum = 0.9
-[log]
-interval = 20
-EOF
-
-# The uninterrupted reference, directly under srun (no checkpoints but the final one).
-timeout 60 srun --mpi=pmix -n 2 "$dtrain" train cfg.toml --checkpoint-dir ref > ref.out 2>&1 ||
-  { cat ref.out; fail "the reference run failed"; }
-[ -f ref/step-240.h5 ] && [ -f ref/step-240.ok ] || { cat ref.out; ls -la ref || true; fail "no final reference checkpoint"; }
-echo "reference run done after $(elapsed)"
+make_run_and_reference < /dev/null
 
 # The same training through `dtrain submit`, slowed to 50 ms a step (about 12 s in all) so
 # the signal lands mid-run. sbatch passes this environment on to the job.

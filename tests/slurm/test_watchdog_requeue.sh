@@ -17,32 +17,12 @@ cluster_sh="$root/scripts/slurm/local-cluster.sh"
 
 # shellcheck source=tests/slurm/lib.sh
 . "$root/tests/slurm/lib.sh"
-"$dtrain" data synth images --out train.h5 --n 512 --height 8 --width 8 --channels 1 --seed 1 >/dev/null
-cat > cfg.toml <<'EOF'
-batch_size = 16
-steps = 240
-seed = 3
-[model]
-name = "mlp"
-hidden = 32
-[data]
-train = "train.h5"
-[optimizer]
-name = "sgd"
-lr = 0.05
-momentum = 0.9
-[log]
-interval = 20
+make_run_and_reference <<'EOF'
 [watchdog]
 heartbeat_s = 0.2
 heartbeat_timeout_s = 3
 progress_timeout_s = 5
 EOF
-
-timeout 60 srun --mpi=pmix -n 2 "$dtrain" train cfg.toml --checkpoint-dir ref > ref.out 2>&1 ||
-  { cat ref.out; fail "the reference run failed"; }
-[ -f ref/step-240.ok ] || { cat ref.out; fail "no final reference checkpoint"; }
-echo "reference run done after $(elapsed)"
 
 export DTRAIN_TEST_STEP_DELAY_MS=50 DTRAIN_TEST_PID_DIR="$work/pids"
 mkdir -p pids
