@@ -2,8 +2,8 @@
 # CTest multinode_device_mapping (label multinode; docs/MULTINODE.md): the device of each
 # rank on 2 emulated nodes x 2 ranks with device = cuda, on the emulated CUDA device
 # (dtrain-emu, docs/EMULATOR.md; no GPU needed): each node's local ranks 0 and 1 take
-# cuda:0 and cuda:1, and with one device per node (DTRAIN_EMU_DEVICES=1) every rank fails
-# at set-up with the World's message naming the host. The NCCL emulation meets through
+# cuda:0 and cuda:1, and with one device per node (DTRAIN_EMU_DEVICES=1) the ranks fail
+# at set-up with the World's message naming the host (both nodes'). The NCCL emulation meets through
 # POSIX shared memory, which the namespaces share (one kernel, one /dev/shm): the
 # gradients crossing "nodes" here do not cross the emulated network; the CPU runs of
 # multinode_train_equivalence are the cross-node TCP test.
@@ -38,7 +38,8 @@ for node in node1 node2; do
   grep -q "device = cuda with 2 ranks on host $node, but it has only 1 CUDA device(s)" one.out ||
     fail "no rank on $node says it has only 1 CUDA device"
 done
-[ "$(grep -c 'but it has only 1 CUDA device(s)' one.out)" -ge 4 ] || fail "not every rank reported the missing devices"
-echo "1 device per node refused on every rank after $(elapsed)"
+# Every rank fails at set-up, but mpirun ends the others as soon as the first exits: not
+# every rank's message need come out, only one from each node's (checked above).
+echo "1 device per node refused on both nodes after $(elapsed)"
 failed=0
 echo "PASS after $(elapsed)"
