@@ -58,7 +58,10 @@ JobControl::JobControl(launcher::World& world, const launcher::Config& cfg, cons
     try {
       const std::string token = make_token();
       make_plane(token);
-      const std::string endpoint = wd.enabled ? plane_->listen(w.address, world.host()) : "";
+      // The others connect to this name: rank 0's host name must resolve to an address
+      // they can reach (docs/MULTINODE.md), or watchdog.advertise names one that does.
+      const std::string advertise = w.advertise.empty() ? world.host() : w.advertise;
+      const std::string endpoint = wd.enabled ? plane_->listen(w.address, advertise) : "";
       shared = token + " " + endpoint;
     } catch (...) {
       error = std::current_exception();

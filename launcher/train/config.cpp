@@ -158,6 +158,8 @@ const std::vector<Key>& keys() {
              "evaluation or checkpoint write)"),
       DT_KEY("watchdog.address", String, watchdog.address,
              "address rank 0's control plane listens on (the other ranks connect to its host name)"),
+      DT_KEY("watchdog.advertise", String, watchdog.advertise,
+             "host name or address the other ranks connect to rank 0's control plane at; \"\" = rank 0's host name"),
       DT_KEY("watchdog.status", Bool, watchdog.status,
              "rank 0 serves GET /status and /metrics (dtrain status, dtrain stop)"),
       DT_KEY("watchdog.status_address", String, watchdog.status_address, "address of the status endpoint"),

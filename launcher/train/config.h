@@ -135,6 +135,7 @@ struct Config {
     double heartbeat_timeout_s = 60;   // watchdog.heartbeat_timeout_s
     double progress_timeout_s = 600;   // watchdog.progress_timeout_s
     std::string address = "0.0.0.0";  // watchdog.address: rank 0's control-plane bind address
+    std::string advertise;             // watchdog.advertise: the name the others connect to; "" = host name
     bool status = true;                // watchdog.status: rank 0 serves /status and /metrics
     std::string status_address = "127.0.0.1";  // watchdog.status_address
     int64_t status_port = 0;           // watchdog.status_port: 0 = any free port

@@ -181,6 +181,10 @@ void TrainLoop::Impl::print_header() {
   std::printf("dtrain train %s: %d rank%s (%s, %s, %d thread%s per rank), %s, %lld parameters\n",
               cfg.source.c_str(), w, w > 1 ? "s" : "", world.group().backend().c_str(), world.device().str().c_str(),
               ctx.threads, ctx.threads > 1 ? "s" : "", h.model.c_str(), static_cast<long long>(h.parameters));
+  if (w > 1) {
+    std::printf("placement: %d ranks on %d host%s (%s)\n", w, world.hosts(), world.hosts() > 1 ? "s" : "",
+                world.placement().c_str());
+  }
   std::printf("data %s: %s; global batch %lld (%d x %lld%s); %lld steps (%lld per epoch)\n",
               basename_of(cfg.data.train).c_str(), h.data.c_str(), static_cast<long long>(w * cfg.batch_size * accum),
               w, static_cast<long long>(cfg.batch_size),
@@ -189,7 +193,8 @@ void TrainLoop::Impl::print_header() {
   std::printf("%s\n", h.optimizer.c_str());
   std::fflush(stdout);
   write_metrics("{\"kind\":\"header\",\"model\":" + json_string(cfg.model.name) + ",\"world_size\":" +
-                std::to_string(w) + ",\"backend\":" + json_string(world.group().backend()) + ",\"device\":" +
+                std::to_string(w) + ",\"hosts\":" + std::to_string(world.hosts()) +
+                ",\"backend\":" + json_string(world.group().backend()) + ",\"device\":" +
                 json_string(world.device().str()) + ",\"threads_per_rank\":" + std::to_string(ctx.threads) +
                 ",\"steps\":" + std::to_string(ctx.total_steps) + ",\"steps_per_epoch\":" +
                 std::to_string(ctx.micro_per_epoch / accum) + ",\"parameters\":" + std::to_string(h.parameters) +

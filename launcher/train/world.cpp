@@ -4,6 +4,7 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -40,7 +41,50 @@ std::string ranks_text(const std::vector<int>& ranks) {
   return s;
 }
 
+// A fixed-width field for MPI_Allgather: names longer than this are cut.
+constexpr int kNameField = 256;
+
+std::vector<std::string> gather_names(const std::string& mine) {
+  int size = 0;
+  WORLD_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
+  std::vector<char> field(kNameField, '\0'), all(static_cast<size_t>(size) * kNameField);
+  std::memcpy(field.data(), mine.data(), std::min<size_t>(mine.size(), kNameField - 1));
+  WORLD_MPI(MPI_Allgather(field.data(), kNameField, MPI_CHAR, all.data(), kNameField, MPI_CHAR, MPI_COMM_WORLD));
+  std::vector<std::string> out;
+  for (int r = 0; r < size; ++r) out.emplace_back(all.data() + static_cast<size_t>(r) * kNameField);
+  return out;
+}
+
 }  // namespace
+
+std::string describe_placement(const std::vector<std::string>& hosts, const std::vector<std::string>& devices) {
+  std::vector<std::string> order;
+  for (const auto& h : hosts) {
+    if (std::find(order.begin(), order.end(), h) == order.end()) order.push_back(h);
+  }
+  const bool show_devices = std::any_of(devices.begin(), devices.end(), [](const auto& d) { return d != "cpu"; });
+  std::string out;
+  for (const auto& h : order) {
+    std::vector<int> ranks;
+    for (size_t r = 0; r < hosts.size(); ++r) {
+      if (hosts[r] == h) ranks.push_back(static_cast<int>(r));
+    }
+    std::string list;
+    for (size_t i = 0; i < ranks.size();) {
+      size_t j = i;
+      while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
+      list += (i ? ", " : "") + std::to_string(ranks[i]) + (j > i ? "-" + std::to_string(ranks[j]) : "");
+      i = j + 1;
+    }
+    out += (out.empty() ? "" : "; ") + h + (ranks.size() == 1 ? ": rank " : ": ranks ") + list;
+    if (show_devices) {
+      for (size_t i = 0; i < ranks.size(); ++i) {
+        out += (i ? ", " : " on ") + (static_cast<size_t>(ranks[i]) < devices.size() ? devices[ranks[i]] : "?");
+      }
+    }
+  }
+  return out;
+}
 
 World::World(const std::string& device_kind) {
   try {
@@ -59,7 +103,10 @@ World::World(const std::string& device_kind) {
 
 World::World(std::unique_ptr<dist::ProcessGroup> group, std::unique_ptr<dist::ProcessGroup> control, Device device)
     : rank_(group->rank()), size_(group->size()), local_rank_(group->rank()), local_size_(group->size()),
-      thread_level_(MPI_THREAD_FUNNELED), host_("localhost"), device_(device), group_(std::move(group)),
+      thread_level_(MPI_THREAD_FUNNELED), host_("localhost"),
+      placement_(describe_placement(std::vector<std::string>(static_cast<size_t>(size_), host_),
+                                    std::vector<std::string>(static_cast<size_t>(size_), device.str()))),
+      device_(device), group_(std::move(group)),
       control_(std::move(control)) {
   DT_CHECK(control_->rank() == rank_ && control_->size() == size_, "World: the control group is rank ",
            control_->rank(), " of ", control_->size(), ", the gradient group rank ", rank_, " of ", size_);
@@ -126,6 +173,14 @@ void World::init(const std::string& device_kind) {
     }
   }
   check_all_ok(error, "device set-up");
+
+  // Where every rank runs, for the run header: a job that landed on the wrong nodes, or
+  // with its local ranks on the wrong GPUs, shows it in its first lines.
+  const std::vector<std::string> hosts = gather_names(host_);
+  placement_ = describe_placement(hosts, gather_names(device_.str()));
+  std::vector<std::string> distinct(hosts);
+  std::sort(distinct.begin(), distinct.end());
+  hosts_ = static_cast<int>(std::unique(distinct.begin(), distinct.end()) - distinct.begin());
 
   if (want_cuda) {
     // NCCL bootstrap: rank 0's unique id travels to every rank over MPI.

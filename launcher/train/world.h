@@ -21,12 +21,18 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/device.h"
 #include "distributed/process_group.h"
 #include "launcher/control/progress.h"
 
 namespace dtrain::launcher {
+
+// The placement text of World::placement(): `hosts[r]` and `devices[r]` are rank r's;
+// hosts in the order of their first rank, consecutive ranks as ranges. A device list
+// whose entries are all "cpu" is left out.
+std::string describe_placement(const std::vector<std::string>& hosts, const std::vector<std::string>& devices);
 
 class World {
  public:
@@ -47,6 +53,11 @@ class World {
   int local_rank() const { return local_rank_; }
   int local_size() const { return local_size_; }
   const std::string& host() const { return host_; }
+  // How many hosts the ranks run on, and which ranks (and devices) are where, e.g.
+  // "node1: ranks 0-1 on cuda:0, cuda:1; node2: ranks 2-3 on cuda:0, cuda:1" (devices
+  // named for cuda only). Gathered once at set-up; a world of threads is one host.
+  int hosts() const { return hosts_; }
+  const std::string& placement() const { return placement_; }
   Device device() const { return device_; }
   // The MPI thread level granted ("single", "funneled", "serialized", "multiple").
   std::string thread_level() const;
@@ -74,9 +85,9 @@ class World {
  private:
   void init(const std::string& device_kind);
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
-  int thread_level_ = 0;
+  int thread_level_ = 0, hosts_ = 1;
   bool owns_mpi_ = false;
-  std::string host_;
+  std::string host_, placement_;
   Device device_ = Device::cpu();
   std::unique_ptr<control::Progress> progress_ = std::make_unique<control::Progress>();
   std::unique_ptr<dist::ProcessGroup> group_, control_;
