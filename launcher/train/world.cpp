@@ -73,13 +73,22 @@ std::string describe_placement(const std::vector<std::string>& hosts, const std:
     for (size_t i = 0; i < ranks.size();) {
       size_t j = i;
       while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
-      list += (i ? ", " : "") + std::to_string(ranks[i]) + (j > i ? "-" + std::to_string(ranks[j]) : "");
+      if (i > 0) list += ", ";
+      list += std::to_string(ranks[i]);
+      if (j > i) {
+        list += '-';
+        list += std::to_string(ranks[j]);
+      }
       i = j + 1;
     }
-    out += (out.empty() ? "" : "; ") + h + (ranks.size() == 1 ? ": rank " : ": ranks ") + list;
+    if (!out.empty()) out += "; ";
+    out += h;
+    out += ranks.size() == 1 ? ": rank " : ": ranks ";
+    out += list;
     if (show_devices) {
       for (size_t i = 0; i < ranks.size(); ++i) {
-        out += (i ? ", " : " on ") + (static_cast<size_t>(ranks[i]) < devices.size() ? devices[ranks[i]] : "?");
+        out += i ? ", " : " on ";
+        out += static_cast<size_t>(ranks[i]) < devices.size() ? devices[ranks[i]] : "?";
       }
     }
   }
