@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <future>
 #include <bit>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -375,6 +376,7 @@ struct ControlPlane::Impl {
   // finish, and must not destroy the ControlPlane itself.
   ~Impl() {
     if (thread.joinable()) {
+      farewell();
       io.stop();
       thread.join();
     }
@@ -387,6 +389,36 @@ struct ControlPlane::Impl {
       if (c) c->sock.close(ec);
     }
     if (coord) coord->sock.close(ec);
+  }
+
+  // A normal end: one last heartbeat to every peer with this rank's progress (the loop's
+  // Phase::Finished), so that a rank leaving first reads as finished rather than as gone
+  // quiet mid-step. Waits at most 200 ms for the writes; a peer that is gone costs nothing.
+  void farewell() {
+    auto left = std::make_shared<std::atomic<int>>(0);
+    auto all_sent = std::make_shared<std::promise<void>>();
+    std::future<void> sent = all_sent->get_future();
+    asio::post(io, [this, left, all_sent] {
+      std::vector<ConnPtr> peers;
+      if (!paused && !decided) {
+        if (self.rank == 0) {
+          for (const ConnPtr& c : by_rank) {
+            if (c && c->open) peers.push_back(c);
+          }
+        } else if (coord && coord->open) {
+          peers.push_back(coord);
+        }
+      }
+      if (peers.empty()) return all_sent->set_value();
+      left->store(static_cast<int>(peers.size()));
+      const std::string bytes = encode(Heartbeat{self.rank, progress.snapshot()});
+      for (const ConnPtr& c : peers) {
+        send(c, bytes, [left, all_sent] {
+          if (left->fetch_sub(1) == 1) all_sent->set_value();
+        });
+      }
+    });
+    sent.wait_for(std::chrono::milliseconds(200));
   }
 
   // ---- set-up (caller's thread, before the control thread runs) ----
