@@ -1,6 +1,12 @@
-# Shared by the Slurm tests (tests/slurm/test_*.sh): skipping, failing, the local cluster
-# started in a fresh work directory and stopped on every exit, job polling, and the
-# bit-for-bit comparison of two final checkpoints. Source it with $dtrain and $root set.
+# Shared by the Slurm tests (tests/slurm/test_*.sh, tests/multinode/test_slurm_*.sh):
+# skipping, failing, a fresh work directory, the local cluster (start_cluster) stopped on
+# every exit, job polling, and the bit-for-bit comparison of two final checkpoints.
+# Source it with $dtrain, $root and $cluster_sh set, then call start_cluster.
+#
+# A test on emulated nodes replaces two hooks after sourcing: slurm CMD... (how a Slurm
+# client command runs: as is here, in node1 there) and after_cluster_stop (what the
+# exit removes after the cluster: the emulated nodes); and sets ref_srun_args (the
+# reference run's srun options, default -n 2).
 skip() { echo "SKIPPED: $*"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }
 elapsed() { echo "$((SECONDS - t_start)) s"; }
@@ -17,28 +23,39 @@ for v in $(compgen -e | grep '^SLURM_' || true); do unset "$v"; done
 work="$(mktemp -d /tmp/dtrain-slurm-test.XXXXXX)"
 t_start=$SECONDS
 failed=1
+slurm() { "$@"; }
+after_cluster_stop() { :; }
+ref_srun_args=(-n 2)
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   if [ "$failed" = 1 ]; then
     echo "---- job output ----"; cat "$work/job.out" 2>/dev/null || true
     echo "---- slurmctld.log (tail) ----"; tail -n 30 "$work/cluster/log/slurmctld.log" 2>/dev/null || true
-    echo "---- slurmd.log (tail) ----"; tail -n 30 "$work/cluster/log/slurmd.log" 2>/dev/null || true
+    local f
+    for f in "$work"/cluster/log/slurmd*.log; do
+      [ -f "$f" ] && { echo "---- $(basename "$f") (tail) ----"; tail -n 30 "$f"; }
+    done
   fi
   bash "$cluster_sh" stop "$work/cluster" || true
+  after_cluster_stop || true
   if [ "${DTRAIN_SLURM_TEST_KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
 
+# start_cluster [--nodes NODES_DIR]: the local cluster in $work/cluster, SLURM_CONF
+# exported; leaves the shell in the work directory.
+start_cluster() {
+  local cluster_env
+  cluster_env="$(bash "$cluster_sh" start "$@" "$work/cluster")" || fail "the local Slurm cluster did not start"
+  eval "$cluster_env"
+  echo "cluster up after $(elapsed)"
+  cd "$work"
+}
 
-cluster_env="$(bash "$cluster_sh" start "$work/cluster")" || fail "the local Slurm cluster did not start"
-eval "$cluster_env"
-echo "cluster up after $(elapsed)"
-cd "$work"
-
-job_field() { scontrol show job "$job" 2>/dev/null | grep -oE "(^|[[:space:]])$1=[^[:space:]]*" | head -1 | sed 's/.*=//'; }
+job_field() { slurm scontrol show job "$job" 2>/dev/null | grep -oE "(^|[[:space:]])$1=[^[:space:]]*" | head -1 | sed 's/.*=//'; }
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: poll every 0.2 s
   local limit="$1" what="$2" t0=$SECONDS
   shift 2
@@ -98,7 +115,7 @@ momentum = 0.9
 interval = 20
 EOF
     cat; } > cfg.toml
-  timeout 60 srun --mpi=pmix -n 2 "$dtrain" train cfg.toml --checkpoint-dir ref > ref.out 2>&1 ||
+  slurm timeout 60 srun --mpi=pmix "${ref_srun_args[@]}" "$dtrain" train cfg.toml --checkpoint-dir ref > ref.out 2>&1 ||
     { cat ref.out; fail "the reference run failed"; }
   [ -f ref/step-240.h5 ] && [ -f ref/step-240.ok ] || { cat ref.out; ls -la ref || true; fail "no final reference checkpoint"; }
   echo "reference run done after $(elapsed)"

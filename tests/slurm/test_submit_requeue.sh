@@ -19,6 +19,7 @@ cluster_sh="$root/scripts/slurm/local-cluster.sh"
 
 # shellcheck source=tests/slurm/lib.sh
 . "$root/tests/slurm/lib.sh"
+start_cluster
 make_run_and_reference < /dev/null
 
 # The same training through `dtrain submit`, slowed to 50 ms a step (about 12 s in all) so

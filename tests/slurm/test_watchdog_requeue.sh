@@ -17,6 +17,7 @@ cluster_sh="$root/scripts/slurm/local-cluster.sh"
 
 # shellcheck source=tests/slurm/lib.sh
 . "$root/tests/slurm/lib.sh"
+start_cluster
 make_run_and_reference <<'EOF'
 [watchdog]
 heartbeat_s = 0.2
