@@ -1,6 +1,10 @@
 // The run's watchdog and status: job_control.h.
 #include "launcher/control/job_control.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -21,6 +25,49 @@ std::vector<std::string> split_commas(const std::string& s) {
     if (a != std::string::npos) out.push_back(item.substr(a, b - a + 1));
   }
   return out;
+}
+
+// The IPv4 address of network interface `name`; ConfigError naming the ones there are.
+std::string interface_address(const std::string& name) {
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) DT_THROW(IoError, "watchdog.interface: cannot list the network interfaces");
+  std::string found, names;
+  for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+    if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET) continue;
+    char text[INET_ADDRSTRLEN] = {0};
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(a->ifa_addr)->sin_addr, text, sizeof text);
+    if (name == a->ifa_name && found.empty()) found = text;
+    names += (names.empty() ? "" : ", ") + std::string(a->ifa_name) + " (" + text + ")";
+  }
+  ::freeifaddrs(list);
+  if (found.empty()) {
+    DT_THROW(ConfigError, "watchdog.interface = '", name, "': no such interface with an IPv4 address on this host; "
+             "there are: ", names.empty() ? "none" : names);
+  }
+  return found;
+}
+
+// The loopback address `host` resolves to here, or "" when it resolves to none (or not at
+// all: the other nodes may still resolve it).
+std::string loopback_address_of(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (::getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0) return "";
+  std::string lo;
+  for (addrinfo* r = res; r != nullptr && lo.empty(); r = r->ai_next) {
+    char text[INET6_ADDRSTRLEN] = {0};
+    if (r->ai_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(r->ai_addr);
+      if ((ntohl(in->sin_addr.s_addr) >> 24) == 127) lo = ::inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+    } else if (r->ai_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(r->ai_addr);
+      if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr)) lo = ::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
+    }
+  }
+  ::freeaddrinfo(res);
+  return lo;
 }
 
 std::string ranks_json(const std::vector<int>& ranks) {
@@ -60,7 +107,17 @@ JobControl::JobControl(launcher::World& world, const launcher::Config& cfg, cons
       make_plane(token);
       // The others connect to this name: rank 0's host name must resolve to an address
       // they can reach (docs/MULTINODE.md), or watchdog.advertise names one that does.
-      const std::string advertise = w.advertise.empty() ? world.host() : w.advertise;
+      std::string advertise = w.advertise;
+      if (advertise.empty() && !w.interface.empty()) advertise = interface_address(w.interface);
+      if (advertise.empty()) advertise = world.host();
+      if (wd.enabled && world.hosts() > 1) {
+        if (const std::string lo = loopback_address_of(advertise); !lo.empty()) {
+          DT_THROW(ConfigError, "watchdog: rank 0 would advertise '", advertise, "', which resolves to the loopback "
+                   "address ", lo, " on ", world.host(), ": the ranks on the other ", world.hosts() - 1,
+                   " node(s) cannot reach it there; set watchdog.interface (the network the nodes share, e.g. "
+                   "eth0) or watchdog.advertise (a name or address they can reach); docs/MULTINODE.md");
+        }
+      }
       const std::string endpoint = wd.enabled ? plane_->listen(w.address, advertise) : "";
       shared = token + " " + endpoint;
     } catch (...) {

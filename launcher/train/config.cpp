@@ -160,6 +160,9 @@ const std::vector<Key>& keys() {
              "address rank 0's control plane listens on (the other ranks connect to its host name)"),
       DT_KEY("watchdog.advertise", String, watchdog.advertise,
              "host name or address the other ranks connect to rank 0's control plane at; \"\" = rank 0's host name"),
+      DT_KEY("watchdog.interface", String, watchdog.interface,
+             "a network interface (eth0, ib0) whose IPv4 address rank 0 advertises instead of its host name "
+             "(watchdog.advertise wins when both are set)"),
       DT_KEY("watchdog.status", Bool, watchdog.status,
              "rank 0 serves GET /status and /metrics (dtrain status, dtrain stop)"),
       DT_KEY("watchdog.status_address", String, watchdog.status_address, "address of the status endpoint"),

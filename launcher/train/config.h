@@ -136,6 +136,7 @@ struct Config {
     double progress_timeout_s = 600;   // watchdog.progress_timeout_s
     std::string address = "0.0.0.0";  // watchdog.address: rank 0's control-plane bind address
     std::string advertise;             // watchdog.advertise: the name the others connect to; "" = host name
+    std::string interface;             // watchdog.interface: advertise this interface's IPv4 address
     bool status = true;                // watchdog.status: rank 0 serves /status and /metrics
     std::string status_address = "127.0.0.1";  // watchdog.status_address
     int64_t status_port = 0;           // watchdog.status_port: 0 = any free port
