@@ -810,7 +810,23 @@ struct ControlPlane::Impl {
       if (x.known && x.p.phase == Phase::Finished) continue;  // done and gone: not a hang
       if (x.silence_s > cfg.heartbeat_timeout_s) silent.push_back(r);
     }
-    if (!silent.empty()) return decide(silent_diagnosis(v, silent));
+    if (!silent.empty()) {
+      // A node lost with all its ranks goes quiet for all of them at once, but their last
+      // heartbeats came a little apart: name as well the ranks of a silent rank's host
+      // that have been quiet for half the timeout, so that the diagnosis names the node.
+      for (int r = 1; r < world; ++r) {
+        const View& x = v[static_cast<size_t>(r)];
+        if (std::find(silent.begin(), silent.end(), r) != silent.end() || !x.known) continue;
+        if (x.p.phase == Phase::Finished) continue;
+        if (x.silence_s <= std::max(2 * cfg.heartbeat_s, cfg.heartbeat_timeout_s / 2)) continue;
+        const bool same_host = std::any_of(silent.begin(), silent.end(), [&](int s) {
+          return v[static_cast<size_t>(s)].known && v[static_cast<size_t>(s)].info.host == x.info.host;
+        });
+        if (same_host) silent.push_back(r);
+      }
+      std::sort(silent.begin(), silent.end());
+      return decide(silent_diagnosis(v, silent));
+    }
     for (const View& x : v) {
       if (!x.known) return;  // not everyone here yet, and not for long
     }
