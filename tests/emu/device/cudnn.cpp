@@ -213,7 +213,9 @@ cudnnStatus_t check_format(const char* call, cudnnTensorFormat_t f) {
 }
 
 std::string dims_text(int a, int b, int c, int d) {
-  return "(" + std::to_string(a) + ", " + std::to_string(b) + ", " + std::to_string(c) + ", " + std::to_string(d) + ")";
+  std::ostringstream os;  // not string concatenation, which GCC 12 misreads under -Wrestrict
+  os << "(" << a << ", " << b << ", " << c << ", " << d << ")";
+  return os.str();
 }
 
 // Four positive dimensions whose product cuDNN's 4-D descriptors can hold (2^31 - 1

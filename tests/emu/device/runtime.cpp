@@ -312,11 +312,8 @@ class Runtime {
     auto it = allocations.upper_bound(a);
     if (it == allocations.begin()) return nullptr;
     --it;
-    if (a > it->first + it->second.bytes || (a == it->first + it->second.bytes && it->second.bytes > 0 &&
-                                              a != it->first)) {
-      // One past the end belongs to the allocation only as an end pointer (bytes == 0).
-      if (a != it->first + it->second.bytes) return nullptr;
-    }
+    // One past the end still belongs to the allocation (an end pointer, or a range of 0 bytes).
+    if (a > it->first + it->second.bytes) return nullptr;
     return &*it;
   }
 
