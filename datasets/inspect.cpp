@@ -147,7 +147,7 @@ InspectResult inspect(const std::string& path, const InspectOptions& options) {
            << " bytes per image on average";
         std::snprintf(buf, sizeof buf, "%.0f",
                       static_cast<double>(pixels) * static_cast<double>(s.channels) / static_cast<double>(s.n));
-        os << " (raw pixels: " << buf << ")\n";
+        os << " (as raw pixels: " << buf << " bytes)\n";
         if (s.height > 0) {
           os << "size: every image " << s.height << "x" << s.width << "\n";
         } else {
