@@ -146,7 +146,13 @@ struct Output {
   int64_t bytes = 0;
 };
 
-constexpr int64_t kEncodedChunk = int64_t{1} << 20;  // bytes per chunk of /encoded
+// Bytes per chunk of /encoded: 1 MiB, or less for a small set (a chunk is allocated
+// whole): about 1/64 of the set's file bytes, a power of two of at least 4 KiB.
+int64_t encoded_chunk_bytes(int64_t file_bytes) {
+  int64_t chunk = 4096;
+  while (chunk < (int64_t{1} << 20) && chunk * 64 < file_bytes) chunk *= 2;
+  return chunk;
+}
 constexpr size_t kFlushBytes = size_t{8} << 20;
 
 void flush(Output& out) {
@@ -329,7 +335,14 @@ std::string convert_folder(const std::string& root, const std::string& out_path,
     out.path = part == 0 ? out_path : o.split_out;
     out.file.emplace(io::H5File::create(out.path));
     if (o.store == "encoded") {
-      out.data = std::make_unique<AppendableDataset>(*out.file, "/encoded", Shape{}, DType::U8, kEncodedChunk);
+      int64_t file_bytes = 0;
+      for (const Item& item : by_part[static_cast<size_t>(part)]) {
+        std::error_code ec;
+        const auto size = fs::file_size(fs::path(root) / item.rel, ec);
+        if (!ec) file_bytes += static_cast<int64_t>(size);
+      }
+      out.data = std::make_unique<AppendableDataset>(*out.file, "/encoded", Shape{}, DType::U8,
+                                                     encoded_chunk_bytes(file_bytes));
     }
     out.sum.assign(static_cast<size_t>(o.channels), 0.0);
     out.sumsq.assign(static_cast<size_t>(o.channels), 0.0);

@@ -32,8 +32,6 @@ std::vector<std::string> verify_encoded(const io::H5File& f, const ImageSchema& 
   std::vector<int64_t> off = read_encoded_offsets(f);
   Tensor shapes = f.read("/shapes");
   const int32_t* hw = shapes.data<int32_t>();
-  std::vector<std::string> paths;
-  if (f.has("/paths")) paths = f.read_strings("/paths");
   RowReader reader = RowReader::open(f, "/encoded", 0);
   std::mutex mu;  // the reader (unless direct), the report
   std::vector<std::pair<int64_t, std::string>> bad;
@@ -84,6 +82,16 @@ std::vector<std::string> verify_encoded(const io::H5File& f, const ImageSchema& 
   for (std::thread& t : pool) t.join();
   std::sort(bad.begin(), bad.end());
   *bad_count = static_cast<int64_t>(bad.size());
+  // The paths (informational) only when they are needed: HDF5 reads variable-length
+  // strings of a damaged file less safely than numbers.
+  std::vector<std::string> paths;
+  if (!bad.empty() && f.has("/paths")) {
+    try {
+      paths = f.read_strings("/paths");
+    } catch (const std::exception&) {
+      paths.clear();  // rows are named without their paths
+    }
+  }
   std::vector<std::string> lines;
   for (size_t k = 0; k < std::min<size_t>(bad.size(), 20); ++k) {
     std::string line = std::string("  row ") + std::to_string(bad[k].first);
