@@ -167,7 +167,7 @@ std::string add(Output& out, const Item& item, Result& r, const FolderOptions& o
     if (!out.data) {
       out.h = r.height;
       out.w = r.width;
-      out.first_path = item.rel;
+      out.first_path = (fs::path(root) / item.rel).string();
       out.data = std::make_unique<AppendableDataset>(*out.file, "/images", Shape{out.h, out.w, o.channels}, DType::U8,
                                                      o.chunk_rows);
     } else if (r.height != out.h || r.width != out.w) {
