@@ -315,7 +315,7 @@ constexpr const char* kUsage =
     "  convert folder  a folder of JPEG/PNG images (a subfolder per class) -> image classification file\n"
     "  synth images    seeded synthetic images\n"
     "  synth pairs     seeded synthetic sequence pairs\n"
-    "  inspect FILE    schema, counts, class balance and validation of a file\n"
+    "  inspect FILE    schema, counts, class balance and validation of a file (--verify: decode every image)\n"
     "\n"
     "Run 'dtrain data SUBCOMMAND --help' for its options.\n";
 
