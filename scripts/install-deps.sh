@@ -6,6 +6,16 @@
 # replaced by stubs that throw "built without CUDA".
 set -euo pipefail
 
+# --sanitizers: also Clang, libFuzzer and Clang's OpenMP runtime, for the sanitized and
+# fuzzing builds of scripts/sanitize.sh and scripts/fuzz.sh.
+sanitizers=0
+for arg in "$@"; do
+  case "$arg" in
+    --sanitizers) sanitizers=1 ;;
+    *) echo "install-deps.sh: unknown option $arg (known: --sanitizers)" >&2; exit 2 ;;
+  esac
+done
+
 packages=(
   build-essential cmake ninja-build pkg-config
   libopenmpi-dev openmpi-bin
@@ -30,6 +40,8 @@ packages=(
   # mpi/pmix plugin loads for `srun --mpi=pmix`.
   slurm-wlm slurm-client munge libpmix-dev
 )
+
+if [ $sanitizers = 1 ]; then packages+=(clang-16 libfuzzer-16-dev libomp-16-dev); fi
 
 missing=()
 for p in "${packages[@]}"; do
