@@ -1,7 +1,8 @@
 // Bad inputs of `dtrain train --resume` that users hit and docs/BAD_INPUTS.md lists, on a
 // world of one (no mpirun; a second each): a checkpoint of another seed, of another
 // optimizer, of another model, a path that does not exist, and a bad
-// checkpoint.tolerate_failures. Each must fail with its exit code and a message that
+// checkpoint.tolerate_failures; and a global batch that does not divide the data (a
+// note, not an error). Each must fail with its exit code and a message that
 // names the file and says what to do.
 #include <gtest/gtest.h>
 
@@ -79,6 +80,19 @@ TEST_F(BadResume, ANegativeToleranceOfFailedCheckpointsIsRefused) {
   CliRun r = shell(bin() + " train " + config() + " --set checkpoint.tolerate_failures=-1");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_TRUE(contains(r.output, "checkpoint.tolerate_failures must be >= 0")) << r.output;
+}
+
+// A world size and batch size whose product does not divide the data set: the tail of
+// each epoch's order is left out, and the run says so once, in its header.
+TEST_F(BadResume, AGlobalBatchThatDoesNotDivideTheDataIsNoted) {
+  CliRun r = shell(bin() + " train " + config() + " --set batch_size=10 --set steps=1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "note: 4 of the 64 samples are left out of each epoch: 1 rank x batch_size 10 = 10 "
+                                 "does not divide 64"))
+      << r.output;
+  CliRun even = shell(bin() + " train " + config() + " --set batch_size=8 --set steps=1");
+  EXPECT_EQ(even.exit_code, 0) << even.output;
+  EXPECT_FALSE(contains(even.output, "left out of each epoch")) << even.output;
 }
 
 }  // namespace
