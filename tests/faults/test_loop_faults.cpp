@@ -176,6 +176,14 @@ TEST_F(LoopFaults, BothRanksContinueAfterRankZerosFailedCheckpoint) {
   EXPECT_EQ(complete_steps(), (std::vector<int64_t>{2, 6, 8, 10, 12}));
   EXPECT_EQ(dtrain::ckpt::read(ckpt(12)).trainer.world_size, 2);
   expect_no_leftovers("2 ranks");
+  // A failed final checkpoint stops both ranks, rank 1 saying that rank 0 failed.
+  fs::remove_all(ck_);
+  CommandResult f = train("rename step-12.h5.tmp 1 1 EIO", "--set batch_size=4", 2);
+  EXPECT_NE(f.exit_code, 0) << f.output;
+  EXPECT_NE(f.exit_code, 124) << "a hang:\n" << f.output;
+  EXPECT_TRUE(contains(f.output, "the final checkpoint must be written")) << f.output;
+  EXPECT_TRUE(contains(f.output, "writing the checkpoint of step 12 failed on rank 0")) << f.output;
+  EXPECT_EQ(complete_steps(), (std::vector<int64_t>{2, 4, 6, 8, 10}));
 }
 
 TEST_F(LoopFaults, AFullDiskSkipsCheckpointsUntilTheFinalOneFails) {
