@@ -5,6 +5,7 @@
 
 #include <hdf5.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <utility>
 
@@ -33,6 +34,9 @@ std::string h5_error_message() {
   std::string msg;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_error, &msg);
   H5Eclear2(H5E_DEFAULT);
+  // The file drivers' messages carry a ctime() stamp with its newline ("time = ...\n,
+  // filename = ..."): one error, one line.
+  std::replace(msg.begin(), msg.end(), '\n', ' ');
   return msg;
 }
 

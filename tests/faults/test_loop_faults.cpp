@@ -113,6 +113,29 @@ TEST_F(LoopFaults, AFailedPeriodicCheckpointWarnsAndTrainingContinues) {
   }
   EXPECT_TRUE(recorded) << "no checkpoint_failed record in the metrics";
   for (int64_t s : {2, 4, 8, 10, 12}) EXPECT_NO_THROW(dtrain::ckpt::verify(ckpt(s)));
+  // `dtrain checkpoint verify` says the same, and names what --resume auto takes once
+  // the newest is damaged.
+  {
+    std::fstream f(ckpt(12), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(ckpt(12)) / 2));
+    f.put('\x5a');
+  }
+  CommandResult v = shell(bin() + " checkpoint verify " + ck_);
+  EXPECT_EQ(v.exit_code, 0) << v.output;
+  EXPECT_TRUE(contains(v.output, "bad: checkpoint '" + ckpt(12) + "' is corrupt: its checksum")) << v.output;
+  EXPECT_TRUE(contains(v.output, "ok: " + ckpt(10) + ": step 10")) << v.output;
+  EXPECT_FALSE(contains(v.output, "step-6")) << v.output;
+  EXPECT_TRUE(contains(v.output, "--resume auto would continue from " + ckpt(10))) << v.output;
+  CommandResult one = shell(bin() + " checkpoint verify " + ckpt(12));
+  EXPECT_EQ(one.exit_code, 1) << one.output;
+  EXPECT_TRUE(contains(one.output, "is corrupt")) << one.output;
+  CommandResult usage = shell(bin() + " checkpoint check " + ck_);
+  EXPECT_EQ(usage.exit_code, 2) << usage.output;
+  EXPECT_TRUE(contains(usage.output, "dtrain checkpoint: unknown action 'check'")) << usage.output;
+  CommandResult none = shell(bin() + " checkpoint verify " + ck_ + "/nothing");
+  EXPECT_EQ(none.exit_code, 2) << none.output;
+  EXPECT_TRUE(contains(none.output, "' does not exist (name a checkpoint file or the checkpoint directory)"))
+      << none.output;
 }
 
 TEST_F(LoopFaults, TooManyFailuresInARowStopTheRunAndResumeUsesTheNewestGoodOne) {
