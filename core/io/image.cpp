@@ -513,7 +513,25 @@ AxisWeights axis_weights(int64_t in, int64_t out) {
   return a;
 }
 
-uint8_t to_u8(float v) { return static_cast<uint8_t>(std::clamp(std::lround(v), 0L, 255L)); }
+// Rounded half away from zero (as std::lround) and clamped to [0, 255], without the libm
+// call, which took a third of a 224x224 resize.
+uint8_t to_u8(float v) {
+  if (!(v > 0.0f)) return 0;
+  if (v >= 255.0f) return 255;
+  const int i = static_cast<int>(v);
+  return static_cast<uint8_t>(i + (v - static_cast<float>(i) >= 0.5f ? 1 : 0));
+}
+
+// One output pixel of the horizontal pass: n taps of C channels (C fixed for the
+// compiler; the sums run in the same order as the generic loop).
+template <int C>
+void horizontal_taps(const uint8_t* s0, const float* w, int64_t n, float* dst) {
+  float acc[C] = {};
+  for (int64_t j = 0; j < n; ++j) {
+    for (int ch = 0; ch < C; ++ch) acc[ch] += w[j] * s0[j * C + ch];
+  }
+  for (int ch = 0; ch < C; ++ch) dst[ch] = acc[ch];
+}
 
 }  // namespace
 
@@ -531,6 +549,15 @@ Image resize(const Image& image, int64_t height, int64_t width) {
     for (int64_t x = 0; x < width; ++x) {
       const float* w = wx.weights.data() + x * wx.taps;
       const uint8_t* s0 = src + wx.first[static_cast<size_t>(x)] * c;
+      const int64_t n = wx.count[static_cast<size_t>(x)];
+      if (c == 3) {
+        horizontal_taps<3>(s0, w, n, dst + x * 3);
+        continue;
+      }
+      if (c == 1) {
+        horizontal_taps<1>(s0, w, n, dst + x);
+        continue;
+      }
       for (int64_t ch = 0; ch < c; ++ch) {
         float acc = 0;
         for (int64_t j = 0; j < wx.count[static_cast<size_t>(x)]; ++j) acc += w[j] * s0[j * c + ch];

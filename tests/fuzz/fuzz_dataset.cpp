@@ -1,7 +1,8 @@
 // Fuzz target: opening a dataset file (HDF5) and validating its schema, as `dtrain data
 // inspect` and the loader do (datasets/schema.h, datasets/inspect.h), then reading rows
 // of every dataset it names through the loader's row reader (both the direct pread path
-// and the library path) when validation accepted it. The input is the file's bytes.
+// and the library path) when validation accepted it; inspect's --verify decodes every
+// image of an encoded-images file. The input is the file's bytes.
 #include <vector>
 
 #include "core/io/h5.h"
@@ -27,18 +28,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::string path = dtrain::fuzz::scratch_path("dataset", ".h5");
   dtrain::fuzz::write_file(path, data, size);
   dtrain::data::inspect(path);  // never throws, by its contract
+  dtrain::data::inspect(path, {true, nullptr});  // --verify: every image read (encoded ones decoded)
   dtrain::fuzz::refuse_cleanly([&] {
     auto f = dtrain::io::H5File::open_read(path);
     using dtrain::data::Kind;
     std::vector<const char*> names;
     switch (dtrain::data::detect_kind(f)) {
-      case Kind::ImageClassification:
-        dtrain::data::class_counts(f, dtrain::data::validate_images(f, true));
-        names = {"images", "labels"};
+      case Kind::ImageClassification: {
+        dtrain::data::ImageSchema s = dtrain::data::validate_images(f, true);
+        dtrain::data::class_counts(f, s);
+        names = s.encoded ? std::vector<const char*>{"encoded", "offsets", "shapes", "labels"}
+                          : std::vector<const char*>{"images", "labels"};
         break;
+      }
       case Kind::ImageOnly:
-        dtrain::data::validate_images(f, false);
-        names = {"images"};
+        names = dtrain::data::validate_images(f, false).encoded ? std::vector<const char*>{"encoded", "offsets"}
+                                                                 : std::vector<const char*>{"images"};
         break;
       case Kind::SequencePairs:
         dtrain::data::validate_pairs(f);

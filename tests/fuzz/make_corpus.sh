@@ -67,6 +67,13 @@ printf 'chat\tA\tB\nchien\tC\tD\nmaison\tE\tF\npomme\tG\tH\n' > "$tmp/dict/freed
 "$dtrain" data convert words --dict-dir "$tmp/dict" --languages deu,fra --out-train "$out/dataset/words.h5" \
   --out-test "$tmp/words_test.h5" --test-fraction 0.3 --chunk-rows 4 > /dev/null
 
+# encoded images: a tiny folder (an RGBA PNG, a progressive and a CMYK JPEG) converted.
+mkdir -p "$tmp/folder/a" "$tmp/folder/b"
+cp "$root/tests/fixtures/images/rgba.png" "$tmp/folder/a/x.png"
+cp "$root/tests/fixtures/images/progressive.jpg" "$tmp/folder/a/y.jpg"
+cp "$root/tests/fixtures/images/cmyk.jpg" "$tmp/folder/b/z.jpg"
+"$dtrain" data convert folder "$tmp/folder" --out "$out/dataset/encoded.h5" --chunk-rows 2 > /dev/null 2>&1
+
 # checkpoint: the final checkpoint of a 2-step run of a tiny MLP.
 "$dtrain" data synth images --out "$tmp/train.h5" --n 32 --height 2 --width 2 --channels 1 --classes 2 > /dev/null
 cat > "$tmp/tiny.toml" <<TOML
