@@ -260,6 +260,7 @@ std::string write(const std::string& dir, const Contents& c, const StageHook& ho
   auto stage = [&](const char* s) {
     if (hook) hook(s);
   };
+  bool renamed = false;  // step-<N>.h5 is the new file (the old marker is gone)
   try {
     {
       io::H5File f = io::H5File::create(tmp);
@@ -292,6 +293,7 @@ std::string write(const std::string& dir, const Contents& c, const StageHook& ho
     // A marker left by an abandoned run for this step must not vouch for the new file.
     if (::unlink(marker.c_str()) == 0) fsync_path(dir, true);
     rename_checked(tmp, final_path);
+    renamed = true;
     fsync_path(dir, true);
     stage("renamed");
     std::ostringstream m;
@@ -299,7 +301,17 @@ std::string write(const std::string& dir, const Contents& c, const StageHook& ho
       << "\nformat_version " << c.trainer.format_version << "\n";
     write_text_atomic(marker, m.str(), dir);
   } catch (...) {
-    std::remove(tmp.c_str());  // best effort; a leftover .tmp never counts
+    // Best effort: nothing of a failed write stays behind. A leftover never counts (no
+    // marker vouches for it) and prune() removes it later, but a failed write should not
+    // fill a nearly full disk further or leave an unmarked step-<N>.h5 that find_latest
+    // warns about on every resume. The marker goes first (it may have been renamed into
+    // place before a failed directory fsync), then the file it would vouch for.
+    std::remove((marker + ".tmp").c_str());
+    if (renamed) {
+      std::remove(marker.c_str());
+      std::remove(final_path.c_str());
+    }
+    std::remove(tmp.c_str());
     throw;
   }
   return final_path;

@@ -21,6 +21,8 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
+    {"checkpoint", "checkpoint", "verify a checkpoint, or every checkpoint of a directory (which --resume auto takes)",
+     dtrain::cli::checkpoint_main},
     {"data", "data", "convert public datasets to HDF5, make synthetic sets, inspect a file", dtrain::cli::data_main},
     {"demo", "demo NAME", "the lecture's first networks: and, xor, line, sobel", dtrain::cli::demo_main},
     {"encode", "encode DATA", "an autoencoder's code of every image of an HDF5 file (docs/AUTOENCODER.md)",

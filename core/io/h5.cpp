@@ -5,6 +5,7 @@
 
 #include <hdf5.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <utility>
 
@@ -33,10 +34,27 @@ std::string h5_error_message() {
   std::string msg;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_error, &msg);
   H5Eclear2(H5E_DEFAULT);
+  // The file drivers' messages carry a ctime() stamp with its newline ("time = ...\n,
+  // filename = ..."): one error, one line.
+  std::replace(msg.begin(), msg.end(), '\n', ' ');
   return msg;
 }
 
+// Note [No HDF5 at-exit cleanup]: HDF5 closes every identifier still open when the
+// process exits (H5_term_library, registered with atexit when the library starts).
+// After an H5Fclose that failed because the disk did (a write error while flushing:
+// ENOSPC, EIO), the file's identifier is left half closed and that cleanup crashes in
+// H5F__close_cb (HDF5 1.10; found by tests/faults). dtrain closes every file it writes
+// explicitly and checks the result, so the at-exit cleanup has nothing to do for it:
+// it is switched off before the library starts (H5dont_atexit must precede every other
+// HDF5 call, hence a static initializer).
+const bool hdf5_without_atexit = [] {
+  H5dont_atexit();
+  return true;
+}();
+
 void silence_hdf5_errors() {
+  (void)hdf5_without_atexit;
   thread_local const bool silenced = [] {
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;

@@ -39,6 +39,8 @@ void H5File::write_strings(const std::string& dataset, const std::vector<std::st
     H5_CHECK(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()), where,
              ": cannot write the strings (check disk space)");
   }
+  // Note [Checked dataset close] in h5_tensor.cpp.
+  H5_CHECK(H5Dclose(ds.release()), where, ": cannot write the strings (check disk space)");
 }
 
 std::vector<std::string> H5File::read_strings(const std::string& dataset) const {

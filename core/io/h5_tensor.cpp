@@ -120,7 +120,10 @@ void H5File::write(const std::string& dataset, const Tensor& t) {
     H5_CHECK(H5Dwrite(ds.get(), memory_type_of(host.dtype()), H5S_ALL, H5S_ALL, H5P_DEFAULT, host.raw_data()), where,
              ": cannot write ", host.str(), " (check disk space)");
   }
-  ds = Handle();
+  // Note [Checked dataset close]: H5Dclose writes what HDF5 still buffers for the
+  // dataset (its sieve buffer or chunk cache); a failure there (EIO, ENOSPC) would be
+  // lost by a quiet close and leave a file that reads back with holes, so it is checked.
+  H5_CHECK(H5Dclose(ds.release()), where, ": cannot write ", host.str(), " (check disk space)");
   if (host.dtype() == DType::BF16) set_attribute(dataset, "dtype", std::string("bf16"));
 }
 
@@ -282,6 +285,9 @@ void H5File::write_rows(const std::string& dataset, int64_t start, const Tensor&
                 H5Sclose);
   H5_CHECK(H5Dwrite(d.ds.get(), memory_type_of(d.dtype), mspace.get(), fspace.get(), H5P_DEFAULT, host.raw_data()),
            where, ": cannot write rows [", start, ", ", start + count, ") (check disk space)");
+  // Note [Checked dataset close] in H5File::write.
+  H5_CHECK(H5Dclose(d.ds.release()), where, ": cannot write rows [", start, ", ", start + count,
+           ") (check disk space)");
 }
 
 }  // namespace dtrain::io

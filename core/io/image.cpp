@@ -22,6 +22,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 
 namespace dtrain::io {
 
@@ -94,18 +95,13 @@ std::vector<uint8_t> encode_png_bytes(const Image& image) {
   return out;
 }
 
+// Encoded in memory, then written to a temp file and renamed (Note [Atomic replace] in
+// core/io/atomic_file.h): a failed write leaves an earlier file at `path` as it was.
 void write_png(const std::string& path, const Image& image) {
-  png_image png;
-  std::memset(&png, 0, sizeof(png));
-  png.version = PNG_IMAGE_VERSION;
-  png.width = static_cast<png_uint_32>(image.width);
-  png.height = static_cast<png_uint_32>(image.height);
-  png.format = image.channels == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
-  if (!png_image_write_to_file(&png, path.c_str(), 0, image.pixels.data(), 0, nullptr)) {
-    std::string why = png.message;
-    png_image_free(&png);
-    DT_THROW(IoError, "cannot write PNG ", path, ": ", why);
-  }
+  const std::vector<uint8_t> bytes = encode_png_bytes(image);
+  std::string what = "cannot write PNG ";
+  what += path;
+  write_file_atomic(path, bytes.data(), bytes.size(), what);
 }
 
 // ---- JPEG -------------------------------------------------------------------------------
@@ -292,12 +288,13 @@ Image read_netpbm(const std::string& path, std::istream& in, int64_t channels, b
 }
 
 void write_netpbm(const std::string& path, const Image& image) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  DT_CHECK_AS(out.is_open(), IoError, "cannot write ", path, ": ", std::strerror(errno));
-  out << (image.channels == 3 ? "P6" : "P5") << "\n" << image.width << " " << image.height << "\n255\n";
-  out.write(reinterpret_cast<const char*>(image.pixels.data()), static_cast<std::streamsize>(image.pixels.size()));
-  out.close();
-  DT_CHECK_AS(!out.fail(), IoError, "cannot write ", path, ": write failed (disk full?)");
+  std::ostringstream header;
+  header << (image.channels == 3 ? "P6" : "P5") << "\n" << image.width << " " << image.height << "\n255\n";
+  std::string bytes = header.str();
+  bytes.append(reinterpret_cast<const char*>(image.pixels.data()), image.pixels.size());
+  std::string what = "cannot write ";
+  what += path;
+  write_file_atomic(path, bytes.data(), bytes.size(), what);
 }
 
 }  // namespace
@@ -406,12 +403,10 @@ void write_image(const std::string& path, const Image& image) {
   std::string ext = lower_extension(path);
   if (ext == ".png") return write_png(path, image);
   if (ext == ".jpg" || ext == ".jpeg") {
-    std::vector<uint8_t> bytes = encode_jpeg(image);
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    DT_CHECK_AS(out.is_open(), IoError, "cannot write ", path, ": ", std::strerror(errno));
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    DT_CHECK_AS(!out.fail(), IoError, "cannot write ", path, ": write failed (disk full?)");
+    const std::vector<uint8_t> bytes = encode_jpeg(image);
+    std::string what = "cannot write JPEG ";
+    what += path;
+    write_file_atomic(path, bytes.data(), bytes.size(), what);
     return;
   }
   if (ext == ".pgm") {

@@ -8,6 +8,10 @@
 
 namespace dtrain::cli {
 
+// `dtrain checkpoint verify PATH|DIR`: the checks --resume makes (marker, size, checksum,
+// format version) on one checkpoint or every checkpoint of a directory, and which one
+// --resume auto would pick (docs/CHECKPOINTS.md).
+int checkpoint_main(const std::vector<std::string>& args);
 // `dtrain data convert|synth|inspect`: public formats to dtrain's HDF5 dataset files,
 // seeded synthetic sets, and a file's schema, counts and validation (docs/DATASETS.md).
 int data_main(const std::vector<std::string>& args);

@@ -6,6 +6,7 @@
 #include "core/autograd.h"
 #include "core/checkpoint.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 #include "core/io/h5.h"
 #include "core/models/autoencoder.h"
 #include "datasets/loader.h"
@@ -121,8 +122,7 @@ int encode_main(const std::vector<std::string>& args) {
     f.set_attribute("/", "step", c.trainer.step);
     f.set_attribute("/", "data", data_path);
     f.close();
-    DT_CHECK_AS(std::rename(tmp.c_str(), out.c_str()) == 0, IoError, "dtrain encode: cannot rename '", tmp, "' to '",
-                out, "'");
+    io::commit_file(tmp, out, "dtrain encode");
   } catch (...) {
     std::remove(tmp.c_str());
     throw;

@@ -158,6 +158,10 @@ const std::vector<Key>& keys() {
       DT_KEY("checkpoint.keep_last", Int, checkpoint_keep_last,
              "complete checkpoints kept, older ones deleted after a new one is complete (--keep-last); 0 = all"),
       DT_KEY("checkpoint.final", Bool, checkpoint_final, "write a checkpoint after the last step"),
+      DT_KEY("checkpoint.tolerate_failures", Int, checkpoint_tolerate_failures,
+             "periodic checkpoints that may fail in a row (disk full, I/O error) while training goes on with "
+             "a warning; one more stops the run (exit 1); 0 = the first failure stops it. A failed final or "
+             "stop checkpoint always stops it"),
       DT_KEY("watchdog.enabled", Bool, watchdog.enabled,
              "heartbeats and progress watched by rank 0; a hung job ends with exit code 86 and a diagnosis "
              "(docs/WATCHDOG.md)"),
@@ -432,6 +436,9 @@ void validate(const Config& c, const std::map<std::string, std::string>& origin)
   if (!(c.bucket_mib > 0)) fail("buckets.mib", "must be > 0");
   if (c.checkpoint_every < 0) fail("checkpoint.every", "must be >= 0 (0: only the final checkpoint)");
   if (c.checkpoint_keep_last < 0) fail("checkpoint.keep_last", "must be >= 0 (0: keep all)");
+  if (c.checkpoint_tolerate_failures < 0) {
+    fail("checkpoint.tolerate_failures", "must be >= 0 (0: the first failed checkpoint stops the run)");
+  }
   if (!(c.watchdog.heartbeat_s > 0)) fail("watchdog.heartbeat_s", "must be > 0");
   if (!(c.watchdog.heartbeat_timeout_s >= 3 * c.watchdog.heartbeat_s)) {
     fail("watchdog.heartbeat_timeout_s", "must be at least 3 x watchdog.heartbeat_s");

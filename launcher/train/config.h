@@ -136,6 +136,9 @@ struct Config {
   int64_t checkpoint_every = 0;    // checkpoint.every: steps; 0 = only the final one / on stop
   int64_t checkpoint_keep_last = 3;  // checkpoint.keep_last: 0 = keep all
   bool checkpoint_final = true;    // checkpoint.final: one after the last step
+  // checkpoint.tolerate_failures: periodic checkpoints that may fail in a row before the
+  // run stops (Note [Failed checkpoints] in launcher/train/loop_checkpoint.cpp).
+  int64_t checkpoint_tolerate_failures = 2;
 
   // The watchdog and the live status (docs/WATCHDOG.md).
   struct Watchdog {

@@ -197,6 +197,18 @@ void TrainLoop::Impl::print_header() {
               w, static_cast<long long>(cfg.batch_size),
               accum > 1 ? (" x " + std::to_string(accum) + " micro-batches").c_str() : "",
               static_cast<long long>(ctx.total_steps), static_cast<long long>(ctx.micro_per_epoch / accum));
+  // Every rank takes the same number of whole global batches per epoch (Note [Epoch
+  // stream] in datasets/sampler.h): samples past the last whole one are not used in that
+  // epoch. Said once, so that a world size that does not divide the data is no surprise.
+  const int64_t train_n = train->num_samples();
+  const int64_t unused = train_n - ctx.micro_per_epoch * ctx.global_micro_batch();
+  if (unused > 0) {
+    std::printf("note: %lld of the %lld samples are left out of each epoch: %d rank%s x batch_size %lld = %lld does "
+                "not divide %lld (the epoch's shuffled order decides which)\n",
+                static_cast<long long>(unused), static_cast<long long>(train_n), w, w > 1 ? "s" : "",
+                static_cast<long long>(cfg.batch_size), static_cast<long long>(ctx.global_micro_batch()),
+                static_cast<long long>(train_n));
+  }
   std::printf("%s\n", h.optimizer.c_str());
   std::fflush(stdout);
   write_metrics("{\"kind\":\"header\",\"model\":" + json_string(cfg.model.name) + ",\"world_size\":" +
@@ -372,7 +384,7 @@ TrainSummary TrainLoop::run() {
       }
       if (checkpoints) {
         progress.phase(control::Phase::Checkpoint);
-        m.save(step, position);
+        m.save(step, position, TrainLoop::Impl::SaveKind::Stop);
       }
       if (!m.knobs.pid_dir.empty()) {
         std::ofstream(m.knobs.pid_dir + "/rank" + std::to_string(m.world.rank()) + ".stopped") << step << "\n";
@@ -391,7 +403,8 @@ TrainSummary TrainLoop::run() {
     if (checkpoints && ((cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0) ||
                         (step == total_steps && cfg.checkpoint_final))) {
       progress.phase(control::Phase::Checkpoint);
-      m.save(step, position);
+      const bool final = step == total_steps && cfg.checkpoint_final;
+      m.save(step, position, final ? TrainLoop::Impl::SaveKind::Final : TrainLoop::Impl::SaveKind::Periodic);
       if (m.status_sink) {
         m.status.last_checkpoint = m.last_checkpoint;
         m.status_sink(m.status);

@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/io/h5.h"
@@ -16,9 +17,27 @@ namespace dtrain::launcher {
 // has none, which every rank knows alike), so rank 0 can write /rng/rank<r>/ for all
 // ranks; rank 0 then writes and prunes alone (Note [Checkpoint commit] in
 // core/checkpoint.h) while the others wait in check_all_ok, which doubles as the barrier
-// that tells every rank whether the write succeeded. A failed write therefore fails the
-// run on every rank with rank 0's message; the older checkpoints are untouched.
-void TrainLoop::Impl::save(int64_t step, data::Position pos) {
+// that tells every rank whether the write succeeded. A failed write leaves the older
+// checkpoints untouched (Note [Checkpoint commit]); what happens next is
+// Note [Failed checkpoints].
+//
+// Note [Failed checkpoints]: rank 0 classifies a failed write and broadcasts the class,
+// so that every rank takes the same branch:
+//   - an IoError (a full disk or quota, an I/O error at write/fsync/close, a failed
+//     rename) of a *periodic* checkpoint: training continues with a loud warning naming
+//     the file, the cause and the newest complete checkpoint, and the next periodic one
+//     is tried as scheduled; checkpoint.tolerate_failures (default 2) failures in a row
+//     are tolerated, one more stops the run (exit 1);
+//   - any failure of the *final* checkpoint or of the checkpoint on a *stop* request, and
+//     any other error (a bug, not the disk): the run stops on every rank, exit 1.
+// Why: a periodic checkpoint is insurance. Losing one costs at most checkpoint.every
+// steps if the job later crashes, while stopping a run of days because a shared
+// filesystem was briefly full or failing loses the running job and its queue slot; a
+// disk that stays broken stops the run after a bounded number of intervals instead of
+// training for days without a way back. The final and stop checkpoints are the run's
+// result and its only way to continue: exiting 0 (or 75, "requeue me") without them would
+// lie, so their failure is an error the user or the scheduler must see.
+bool TrainLoop::Impl::save(int64_t step, data::Position pos, SaveKind kind) {
   const int w = world.size();
   const std::vector<std::pair<std::string, Generator*>> streams = recipe->rank_streams();
   const int64_t n = static_cast<int64_t>(streams.size());
@@ -36,6 +55,8 @@ void TrainLoop::Impl::save(int64_t step, data::Position pos) {
     all_states = out.to_vector<int64_t>();
   }
   std::exception_ptr error;
+  int64_t failure = 0;  // rank 0's outcome: 0 written, 1 an IoError, 2 another error
+  std::string why;
   if (rank0()) {
     try {
       ckpt::Contents c;
@@ -58,11 +79,64 @@ void TrainLoop::Impl::save(int64_t step, data::Position pos) {
       t.config = canonical(cfg);
       t.build = build_id();
       commit_checkpoint(c);
+    } catch (const IoError& e) {
+      error = std::current_exception();
+      failure = 1;
+      why = e.what();
     } catch (...) {
       error = std::current_exception();
+      failure = 2;
     }
   }
+  // Note [Failed checkpoints]: every rank takes rank 0's branch.
+  Tensor outcome = Tensor::from_vector<int64_t>({failure}, {1});
+  world.control().broadcast(outcome, 0)->wait();
+  failure = outcome.to_vector<int64_t>()[0];
+  if (failure == 0) {
+    world.check_all_ok(error, "writing the checkpoint of step " + std::to_string(step));
+    failed_checkpoints = 0;
+    return true;
+  }
+  ++failed_checkpoints;
+  if (auto at = why.rfind(" ["); at != std::string::npos && !why.empty() && why.back() == ']') why.resize(at);
+  std::string newest = "there is no complete checkpoint yet";
+  if (rank0()) {
+    const auto complete = ckpt::list_complete(cfg.checkpoint_dir);
+    if (!complete.empty()) {
+      newest = "the newest complete checkpoint, ";
+      newest += complete.front().second;
+      newest += ", is intact";
+    }
+  }
+  const int64_t tolerated = cfg.checkpoint_tolerate_failures;
+  if (failure == 1 && kind == SaveKind::Periodic && failed_checkpoints <= tolerated) {
+    if (rank0()) {
+      log.warn("the checkpoint of step ", step, " was not written: ", why, "; training continues (", failed_checkpoints,
+               " of ", tolerated, " failed checkpoints in a row tolerated, checkpoint.tolerate_failures); ", newest,
+               "; the next checkpoint is tried as scheduled");
+      std::ostringstream m;
+      m << "{\"kind\":\"checkpoint_failed\",\"step\":" << step << ",\"in_a_row\":" << failed_checkpoints
+        << ",\"error\":" << json_string(why) << "}";
+      write_metrics(m.str());
+    }
+    return false;
+  }
+  if (failure == 1 && rank0()) {
+    // The error every rank stops with names the file, the cause and what to do.
+    std::ostringstream m;
+    m << "the checkpoint of step " << step << " was not written: " << why << "; ";
+    if (kind == SaveKind::Periodic) {
+      m << "that is " << failed_checkpoints << " failed checkpoints in a row, more than checkpoint.tolerate_failures = "
+        << tolerated << ", so the run stops";
+    } else {
+      m << "the " << (kind == SaveKind::Final ? "final checkpoint" : "checkpoint on a stop request")
+        << " must be written, so the run fails";
+    }
+    m << "; " << newest << ": free space or fix the filesystem, then continue with --resume auto";
+    error = std::make_exception_ptr(IoError(m.str()));
+  }
   world.check_all_ok(error, "writing the checkpoint of step " + std::to_string(step));
+  return false;  // not reached: check_all_ok throws on every rank
 }
 
 // Note [Resume agreement]: rank 0 alone picks the checkpoint (the newest that verifies,

@@ -45,7 +45,12 @@ struct TrainLoop::Impl {
   void print_header();
 
   // Collective: writes the checkpoint of `step` (rank 0), prunes, and agrees on success.
-  void save(int64_t step, data::Position pos);
+  // Writes the checkpoint of `step` on rank 0 (Note [Checkpoint protocol]); returns
+  // whether it was written. A failed periodic one may be tolerated (Note [Failed
+  // checkpoints]); otherwise a failure throws on every rank.
+  enum class SaveKind { Periodic, Final, Stop };
+  bool save(int64_t step, data::Position pos, SaveKind kind);
+  int64_t failed_checkpoints = 0;  // periodic checkpoints failed in a row
   // Collective: picks (rank 0) and loads (every rank) the checkpoint of cfg.resume.
   void resume();
   void load(const std::string& path, int64_t step);

@@ -28,6 +28,26 @@ TEST(Agreement, ShapeAndDatasetMismatchNameTheFirstDifferingLine) {
   run_ranks(3, cases::agreement_shape_and_dataset_mismatch);
 }
 
+// Ranks started from different dtrain builds (a node with an older install): every rank
+// stops before the first step, naming the build of each rank.
+TEST(Agreement, ADifferentBuildOnOneRankIsNamed) {
+  std::vector<std::string> messages(2);
+  run_ranks(2, [&](ProcessGroup& g) {
+    try {
+      check_agreement(g, {{"batch size", "32"},
+                          {"build", g.rank() == 1 ? "dtrain 0.1.0 (0ld1234)" : "dtrain 0.1.0 (abcdef0)"}});
+    } catch (const DistributedError& e) {
+      messages[g.rank()] = e.what();
+    }
+  });
+  for (const std::string& m : messages) {
+    EXPECT_NE(m.find("ranks disagree before the first step: build: rank 0 has 'dtrain 0.1.0 (abcdef0)'; rank 1 has "
+                     "'dtrain 0.1.0 (0ld1234)'"),
+              std::string::npos)
+        << m;
+  }
+}
+
 TEST(Agreement, FullMessageReadsWell) {
   std::vector<std::string> messages(3);
   run_ranks(3, [&](ProcessGroup& g) {

@@ -1,19 +1,15 @@
 // gan.export: see dcgan_export.h.
 #include "launcher/train/recipes/dcgan_export.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <vector>
 
 #include "core/autograd.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "datasets/convert.h"
@@ -62,15 +58,9 @@ std::string export_samples(const DcganExport& e) {
       out.append(Tensor::from_vector<uint8_t>(bytes, {k, h, w, c}), Tensor());
     }
     out.finish();
-    // Durable before it takes the final name: a crash leaves the old file or the new one.
-    const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-    DT_CHECK_AS(fd >= 0, IoError, "gan.export: cannot open '", tmp, "' to fsync it: ", std::strerror(errno));
-    const bool synced = ::fsync(fd) == 0;
-    const int fsync_errno = errno;
-    ::close(fd);
-    DT_CHECK_AS(synced, IoError, "gan.export: fsync of '", tmp, "' failed: ", std::strerror(fsync_errno));
-    DT_CHECK_AS(std::rename(tmp.c_str(), path.c_str()) == 0, IoError, "gan.export: cannot rename '", tmp, "' to '",
-                path, "': ", std::strerror(errno));
+    // Durable before it takes the final name: a crash leaves the old file or the new one
+    // (Note [Atomic replace] in core/io/atomic_file.h).
+    io::commit_file(tmp, path, "gan.export");
   } catch (...) {
     e.generator.train();
     std::remove(tmp.c_str());  // best effort; an existing file at `path` is untouched
