@@ -290,7 +290,7 @@ int style_main(const std::vector<std::string>& args) {
               p.get("content").c_str(), static_cast<long long>(content_im.width),
               static_cast<long long>(content_im.height), p.get("style").c_str(),
               static_cast<long long>(style_im.width), static_cast<long long>(style_im.height),
-              p.has("weights") ? "pretrained weights" : "random weights", static_cast<long long>(steps),
+              p.has("weights") ? "the weights of --weights" : "random weights", static_cast<long long>(steps),
               optimizer.c_str(), lr, device.str().c_str());
   std::string style_list;
   for (size_t k = 0; k < layers.style_names.size(); ++k) {

@@ -12,6 +12,7 @@
 
 #include "core/autograd.h"
 #include "core/io/h5.h"
+#include "core/io/image.h"
 #include "core/models/style_transfer.h"
 #include "core/models/vgg.h"
 #include "tests/support/compare.h"
@@ -96,6 +97,27 @@ TEST_F(ImportTorchvision, Vgg16FeaturesMatchPyTorchAfterConversion) {
     ++compared;
   }
   EXPECT_EQ(compared, 4);
+
+  // `dtrain style --weights` takes the converted file.
+  io::Image im;
+  im.height = im.width = 16;
+  im.channels = 3;
+  for (int i = 0; i < 16 * 16 * 3; ++i) im.pixels.push_back(static_cast<uint8_t>(37 * i % 251));
+  const std::string png = (dir_ / "im.png").string();
+  io::write_image(png, im);
+  std::string args = "style --size 16 --steps 2 --content ";
+  args += png;
+  args += " --style ";
+  args += png;
+  args += " --out ";
+  args += (dir_ / "out.png").string();
+  args += " --weights ";
+  args += weights;
+  const CommandResult run = run_dtrain(args);
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_TRUE(contains(run.output, "the weights of --weights")) << run.output;
+  EXPECT_FALSE(contains(run.output, "random weights")) << run.output;
+  EXPECT_TRUE(fs::exists(dir_ / "out.png"));
 }
 
 TEST_F(ImportTorchvision, RefusesAnotherNetworkAndAMissingFile) {
