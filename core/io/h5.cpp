@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <sstream>
 #include <utility>
 
 #include "core/io/h5_capi.h"
@@ -131,6 +132,20 @@ Handle dataset_create_plist(const std::string& context) {
   Handle p(H5_CHECK(H5Pcreate(H5P_DATASET_CREATE), context, ": cannot create a property list"), H5Pclose);
   H5_CHECK(H5Pset_obj_track_times(p.get(), 0), context, ": cannot create a property list");
   return p;
+}
+
+void check_stored_size(hid_t obj, bool attribute, double elements, size_t element_bytes, const std::string& where) {
+  const double claimed = elements * static_cast<double>(element_bytes);
+  constexpr double kSlack = 16.0 * 1024 * 1024;
+  if (claimed <= kSlack) return;
+  const double stored = static_cast<double>(attribute ? H5Aget_storage_size(obj) : H5Dget_storage_size(obj));
+  if (claimed > kSlack + 1100.0 * stored) {
+    std::ostringstream msg;
+    msg << where << " claims " << static_cast<uint64_t>(elements) << " elements (" << claimed / 1048576.0
+        << " MiB) but the file stores " << static_cast<uint64_t>(stored)
+        << " bytes of it: its shape is damaged, or its data was never written; recreate the file";
+    DT_THROW(IoError, msg.str());
+  }
 }
 
 }  // namespace detail

@@ -149,6 +149,7 @@ T H5File::get_attribute(const std::string& object, const std::string& name) cons
   a.space = Handle(H5_CHECK(H5Aget_space(a.attr.get()), where, ": cannot read its shape"), H5Sclose);
   a.cls = H5_CHECK(H5Tget_class(a.type.get()), where, ": cannot read its type");
   a.count = H5_CHECK(H5Sget_simple_extent_npoints(a.space.get()), where, ": cannot read its shape");
+  check_stored_size(a.attr.get(), true, static_cast<double>(a.count), H5Tget_size(a.type.get()), where);
 
   auto wrong_kind = [&](const char* wanted) {
     DT_THROW(IoError, where, " holds ", a.count, " ", type_description(a.type.get()), " value(s), not ", wanted,

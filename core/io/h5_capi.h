@@ -101,8 +101,17 @@ struct OpenDataset {
   Shape shape;
 };
 
+// Note [Claimed sizes]: a file's header says how many elements a dataset or attribute
+// holds, and a damaged header can claim any number. Before anything allocates memory for
+// what it claims, check_stored_size() compares the claim with the bytes the file stores
+// for it: compressed data expands at most about 1032-fold (deflate's limit), so a claim of
+// more than 16 MiB beyond 1100 times the stored bytes is refused as a damaged shape (or
+// storage that was never written) instead of ending in std::bad_alloc.
+void check_stored_size(hid_t obj, bool attribute, double elements, size_t element_bytes, const std::string& where);
+
 // Opens dataset `name` of `f` (fid: f.file_id()) and works out its dtype and shape. Throws
-// IoError for a missing dataset, a group, a type dtrain cannot read, or a null dataspace.
+// IoError for a missing dataset, a group, a type dtrain cannot read, a null dataspace, or
+// a shape larger than the file can hold (Note [Claimed sizes]).
 OpenDataset open_dataset(const H5File& f, hid_t fid, const std::string& name);
 
 }  // namespace detail

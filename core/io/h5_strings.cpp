@@ -60,6 +60,7 @@ std::vector<std::string> H5File::read_strings(const std::string& dataset) const 
   int rank = H5_CHECK(H5Sget_simple_extent_ndims(space.get()), where, ": cannot read its shape");
   if (rank != 1) DT_THROW(IoError, where, " has ", rank, " dimensions; a list of strings has 1");
   size_t n = static_cast<size_t>(H5_CHECK(H5Sget_simple_extent_npoints(space.get()), where, ": cannot read its shape"));
+  check_stored_size(ds.get(), false, static_cast<double>(n), H5Tget_size(type.get()), where);
   std::vector<std::string> out;
   out.reserve(n);
   htri_t variable = H5_CHECK(H5Tis_variable_str(type.get()), where, ": cannot read the string type");

@@ -76,6 +76,9 @@ OpenDataset open_dataset(const H5File& f, hid_t fid, const std::string& name) {
              "': cannot read its shape");
   }
   out.shape.assign(dims.begin(), dims.end());
+  double elements = 1;
+  for (hsize_t d : dims) elements *= static_cast<double>(d);
+  check_stored_size(ds, false, elements, size, "HDF5 file '" + path + "', dataset '" + name + "'");
   return out;
 }
 

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <hdf5.h>
+
 #include "core/io/h5.h"
 #include "core/runtime.h"
 
@@ -289,6 +291,52 @@ TEST_F(H5Test, TruncatedFileIsReportedAsDamaged) {
     EXPECT_NE(what.find(bad), std::string::npos) << what;
     EXPECT_NE(what.find("damaged"), std::string::npos) << what;
   }
+}
+
+// Note [Claimed sizes]: a dataset whose header claims far more than the file stores (a
+// damaged shape, or chunks never written) is refused before any allocation for it, with
+// an error naming it; the same for a list of strings. Small unwritten datasets still read
+// (as their fill values).
+TEST_F(H5Test, AShapeLargerThanTheStoredDataIsRefused) {
+  const std::string path = file("claims.h5");
+  {
+    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hsize_t chunk = 1024;
+    H5Pset_chunk(dcpl, 1, &chunk);
+    for (auto [name, n] : {std::pair<const char*, hsize_t>{"huge", hsize_t{1} << 33}, {"small", 4096}}) {
+      hid_t space = H5Screate_simple(1, &n, nullptr);
+      hid_t ds = H5Dcreate2(f, name, H5T_STD_I64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+      EXPECT_GE(ds, 0) << name;
+      H5Dclose(ds);
+      H5Sclose(space);
+    }
+    hsize_t words = hsize_t{1} << 30;
+    hid_t space = H5Screate_simple(1, &words, nullptr);
+    hid_t str = H5Tcopy(H5T_C_S1);
+    H5Tset_size(str, H5T_VARIABLE);
+    H5Dclose(H5Dcreate2(f, "vocab", str, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
+    H5Tclose(str);
+    H5Sclose(space);
+    H5Pclose(dcpl);
+    H5Fclose(f);
+  }
+  H5File f = H5File::open_read(path);
+  for (const char* name : {"huge", "vocab"}) {
+    try {
+      if (std::string(name) == "vocab") {
+        f.read_strings(name);
+      } else {
+        f.read(name);
+      }
+      FAIL() << "expected IoError for " << name;
+    } catch (const IoError& e) {
+      std::string what = e.what();
+      EXPECT_NE(what.find(std::string("dataset '") + name + "' claims"), std::string::npos) << what;
+      EXPECT_NE(what.find("its shape is damaged, or its data was never written"), std::string::npos) << what;
+    }
+  }
+  EXPECT_EQ(f.read("small").numel(), 4096);
 }
 
 TEST_F(H5Test, MovedFromFileIsClosed) {
