@@ -187,8 +187,8 @@ const std::map<std::string, Command>& commands() {
                                     static_cast<uint64_t>(p.get_int("seed")), write_options(p));
         }}},
       {"synth captions",
-       {"captioned scenes: 2 x 2 grids of an image classification file's items (some cells empty), each with the "
-        "caption of what is where (train scenes from the train images, test scenes from the test images)",
+       {"captioned 2 x 2 scenes of an image file's items, train scenes of the train images, test scenes of the test "
+        "images",
         [](cli::ArgParser& p) {
           p.add_option("train-images", "FILE", "image classification file whose items make the train scenes",
                        "data/fashion_mnist_train.h5");
