@@ -2,7 +2,7 @@
 # CMake config of their own (cuDNN, NCCL).
 #
 # Required always: MPI (C), HDF5 (C), Boost (headers, for Asio), Threads, a CPU BLAS
-# (OpenBLAS preferred), oneDNN, OpenMP, libpng, GoogleTest when tests are built.
+# (OpenBLAS preferred), oneDNN, OpenMP, libpng, libjpeg, GoogleTest when tests are built.
 # Optional: the CUDA toolkit (cudart, cuBLAS, cuDNN, NCCL). DTRAIN_HAVE_CUDA says whether
 # the CUDA backend is built.
 
@@ -54,8 +54,10 @@ target_link_libraries(dtrain_dnnl INTERFACE ${DNNL_LIBRARY})
 # OpenMP: threads for the CPU kernels (the same runtime oneDNN uses); OMP_NUM_THREADS
 # sets the count, as for PyTorch.
 find_package(OpenMP REQUIRED COMPONENTS CXX)
-# libpng: image files for demos and sample grids.
+# libpng and libjpeg(-turbo): image files for demos, sample grids, folders of images and
+# images stored encoded in datasets.
 find_package(PNG REQUIRED)
+find_package(JPEG REQUIRED)
 
 # HDF5 as one target.
 add_library(dtrain_hdf5 INTERFACE)

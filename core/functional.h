@@ -99,6 +99,11 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, co
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
 // (N, d1, d2, ...) -> (N, d1 * d2 * ...), as torch.flatten(x, 1).
 Tensor flatten(const Tensor& x);
+// Gram matrices of feature maps, the style representation of Gatys et al.: for x (N, C, H, W)
+// with F = x.reshape(N, C, H * W), G = F F^T / (C * H * W), shape (N, C, C) (the
+// normalisation of PyTorch's neural style tutorial, so loss weights carry over). Composed
+// of reshape and bmm, so it runs on any device and is differentiable in x.
+Tensor gram_matrix(const Tensor& x);
 
 // ---- sequences (core/functional_seq.cpp) ----
 // Batch-first throughout: sequences are (B, T, D); lengths are i64 (B) on the tensors'

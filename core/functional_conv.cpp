@@ -413,4 +413,13 @@ Tensor flatten(const Tensor& x) {
   return reshape(x, {x.size(0), rest});
 }
 
+Tensor gram_matrix(const Tensor& x) {
+  DT_CHECK(x.defined() && x.ndim() == 4, "gram_matrix: expected feature maps of shape (N, C, H, W), got ",
+           x.defined() ? x.str() : "undefined");
+  const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
+  DT_CHECK(n > 0 && c > 0 && hw > 0, "gram_matrix: empty feature maps ", x.str());
+  Tensor f = reshape(x, {n, c, hw});  // (N, C, HW)
+  return scale(bmm(f, f, false, true), 1.0 / static_cast<double>(c * hw));
+}
+
 }  // namespace dtrain::fn

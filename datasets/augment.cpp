@@ -57,6 +57,16 @@ void augment_to_chw(const uint8_t* src, float* dst, int64_t h, int64_t w, int64_
     }
     return;
   }
+  if (d.dy == pad && d.dx == pad) {  // flipped only (the other common case): no bounds to check
+    for (int64_t y = 0; y < h; ++y) {
+      const uint8_t* row = src + y * w * c;
+      for (int64_t x = 0; x < w; ++x) {
+        const uint8_t* px = row + (w - 1 - x) * c;
+        for (int64_t ch = 0; ch < c; ++ch) dst[ch * h * w + y * w + x] = lut[ch * 256 + px[ch]];
+      }
+    }
+    return;
+  }
   for (int64_t ch = 0; ch < c; ++ch) {
     const float* l = lut + ch * 256;
     float* plane = dst + ch * h * w;

@@ -14,7 +14,12 @@ namespace dtrain::data {
 struct Augment {
   int64_t pad_crop = 0;  // random crop of the original size after zero-padding by this many pixels
   bool hflip = false;    // random horizontal flip with probability 1/2
-  bool any() const { return pad_crop > 0 || hflip; }
+  // torchvision's RandomResizedCrop to the loader's output size, before the above
+  // (image_transform.h): a window of scale x the area and aspect ratio in ratio.
+  bool random_resized_crop = false;
+  double scale_min = 0.08, scale_max = 1.0;
+  double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;
+  bool any() const { return pad_crop > 0 || hflip || random_resized_crop; }
 };
 
 struct AugmentDraw {

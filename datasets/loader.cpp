@@ -5,6 +5,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include "core/io/h5.h"
 #include "core/runtime.h"
 #include "core/stream.h"
+#include "datasets/image_transform.h"
 #include "datasets/row_reader.h"
 
 namespace dtrain::data {
@@ -80,6 +82,13 @@ struct Loader::Impl {
   std::vector<Field> fields;
   std::vector<float> lut;  // (C, 256) normalization table
   bool direct_images = false;  // read u8 images straight into the output
+  // Note [Encoded images in the loader]: encoded-images files, and raw files whose images
+  // are fitted (resized, cropped) per sample.
+  bool encoded = false;
+  bool fitted = false;             // samples go through fit_encoded / fit_pixels
+  std::vector<int64_t> offsets;    // encoded: N + 1 byte offsets into /encoded
+  int64_t in_h = 0, in_w = 0;      // raw: the stored size
+  ImageFit fit;
   bool all_direct = false;     // every reader bypasses the HDF5 library
   std::unique_ptr<BlockSampler> sampler;
 
@@ -150,20 +159,53 @@ struct Loader::Impl {
         images = validate_images(f, kind == Kind::ImageClassification);
       }
       n = images.n;
-      lead = "/images";
+      encoded = images.encoded;
+      lead = encoded ? (f.has("/labels") ? "/labels" : "/offsets") : "/images";
+      DT_CHECK(cfg.image_size >= 0 && cfg.eval_resize >= 0, "Loader: image_size and eval_resize must be >= 0, got ",
+               cfg.image_size, " and ", cfg.eval_resize);
+      in_h = images.height;
+      in_w = images.width;
+      if (cfg.image_size > 0) {
+        images.height = images.width = cfg.image_size;
+      } else if (images.height == 0) {
+        DT_THROW(ConfigError, "dataset file '", cfg.path, "': its images differ in size, so the loader needs an "
+                 "output size: set data.image_size (e.g. 224)");
+      }
       const int64_t h = images.height, w = images.width, c = images.channels;
-      // Uncompressed chunks go straight from the file to our buffer (no cache copy);
-      // compressed ones are cached, a window's worth, so segments of one chunk read by
-      // consecutive batches decompress it once.
-      int64_t chunk_bytes = std::max<int64_t>(images.chunk_rows, 1) * images.sample_bytes();
-      int64_t window = cfg.window_blocks > 0 ? cfg.window_blocks : 16;
-      int64_t cache = images.filters.empty() ? 0 : std::min<int64_t>(int64_t{512} << 20, 2 * window * chunk_bytes);
-      RowReader r = RowReader::open(f, "/images", cache);
-      direct_images = cfg.raw && !cfg.augment.any();
-      if (cfg.raw) {
-        fields.push_back({"/images", std::move(r), DType::U8, {h, w, c}, static_cast<size_t>(h * w * c)});
+      DT_CHECK_AS(cfg.eval_resize == 0 || cfg.eval_resize >= std::max(h, w), ConfigError, "data.eval_resize = ",
+                  cfg.eval_resize, " is smaller than the output size ", h, "x", w,
+                  "; the centre crop needs a shorter side of at least that (or 0)");
+      fitted = encoded || cfg.augment.random_resized_crop || h != in_h || w != in_w || cfg.eval_resize > 0;
+      fit.out_height = h;
+      fit.out_width = w;
+      fit.channels = c;
+      fit.eval_resize = cfg.eval_resize;
+      fit.reduced_decode = cfg.reduced_decode;
+      fit.augment = cfg.augment;
+      fit.seed = cfg.seed;
+      fit.num_samples = n;
+      if (encoded) {
+        offsets = read_encoded_offsets(f);
+        // Direct reads (no cache): the byte ranges of a batch are read once.
+        fields.push_back({"/encoded", RowReader::open(f, "/encoded", 0), cfg.raw ? DType::U8 : DType::F32,
+                          cfg.raw ? Shape{h, w, c} : Shape{c, h, w},
+                          static_cast<size_t>(h * w * c) * (cfg.raw ? 1 : 4)});
       } else {
-        fields.push_back({"/images", std::move(r), DType::F32, {c, h, w}, static_cast<size_t>(h * w * c) * 4});
+        // Uncompressed chunks go straight from the file to our buffer (no cache copy);
+        // compressed ones are cached, a window's worth, so segments of one chunk read by
+        // consecutive batches decompress it once.
+        int64_t chunk_bytes = std::max<int64_t>(images.chunk_rows, 1) * in_h * in_w * c;
+        int64_t window = cfg.window_blocks > 0 ? cfg.window_blocks : 16;
+        int64_t cache = images.filters.empty() ? 0 : std::min<int64_t>(int64_t{512} << 20, 2 * window * chunk_bytes);
+        RowReader r = RowReader::open(f, "/images", cache);
+        direct_images = cfg.raw && !cfg.augment.any() && !fitted;
+        if (cfg.raw) {
+          fields.push_back({"/images", std::move(r), DType::U8, {h, w, c}, static_cast<size_t>(h * w * c)});
+        } else {
+          fields.push_back({"/images", std::move(r), DType::F32, {c, h, w}, static_cast<size_t>(h * w * c) * 4});
+        }
+      }
+      if (!cfg.raw) {
         lut.resize(static_cast<size_t>(c * 256));
         for (int64_t ch = 0; ch < c; ++ch) {
           for (int v = 0; v < 256; ++v) {
@@ -253,17 +295,33 @@ struct Loader::Impl {
       }
       const bool images = kind == Kind::ImageClassification || kind == Kind::ImageOnly || kind == Kind::ImageCaptions;
       const bool stage = images && !direct_images;
-      const int64_t sample_bytes = images ? this->images.sample_bytes() : 0;
-      if (stage) s.staging.resize(static_cast<size_t>(cap * sample_bytes));
+      // Bytes of one stored sample in the staging buffer (raw files; encoded ones vary).
+      const int64_t sample_bytes = images ? in_h * in_w * this->images.channels : 0;
+      if (stage && encoded) {
+        int64_t total = 0;
+        for (const RowRange& r : plan.ranges) {
+          total += offsets[static_cast<size_t>(r.start + r.count)] - offsets[static_cast<size_t>(r.start)];
+        }
+        s.staging.resize(static_cast<size_t>(total));
+      } else if (stage) {
+        s.staging.resize(static_cast<size_t>(cap * sample_bytes));
+      }
       {
         // HDF5 serializes its calls anyway; direct reads (Note [Direct row reads] in
         // row_reader.h) run in parallel, so the lock is taken only for the others.
         std::unique_lock<std::mutex> lock(io_mu, std::defer_lock);
         if (!all_direct) lock.lock();
-        int64_t at = 0;
+        int64_t at = 0, byte_at = 0;
         for (const RowRange& r : plan.ranges) {
           for (size_t f = 0; f < fields.size(); ++f) {
             const Field& fd = fields[f];
+            if (f == 0 && encoded) {
+              const int64_t b0 = offsets[static_cast<size_t>(r.start)];
+              const int64_t b1 = offsets[static_cast<size_t>(r.start + r.count)];
+              fd.reader.read(b0, b1 - b0, s.staging.data() + byte_at);
+              byte_at += b1 - b0;
+              continue;
+            }
             uint8_t* to = f == 0 && stage ? s.staging.data() + at * sample_bytes
                                           : dst[f] + static_cast<size_t>(at) * fd.reader.row_bytes();
             fd.reader.read(r.start, r.count, to);
@@ -271,7 +329,11 @@ struct Loader::Impl {
           at += r.count;
         }
       }
-      if (stage) transform(s, dst[0]);
+      if (stage && fitted) {
+        fit_batch(s, dst[0]);
+      } else if (stage) {
+        transform(s, dst[0]);
+      }
       if (on_cuda()) copy_to_device(s);
       std::lock_guard<std::mutex> lock(mu);
       s.state = State::Ready;
@@ -296,6 +358,90 @@ struct Loader::Impl {
           augment_to_chw(src, reinterpret_cast<float*>(dst) + i * bytes, h, w, c, cfg.augment.pad_crop, d, lut.data());
         }
       }
+    }
+  }
+
+  // Note [Encoded images in the loader]: the fitted path, one sample at a time, shared
+  // with helper jobs on the pool. A helper that finds no sample left returns at once
+  // without touching the slot, so one that runs late (after the batch is done) is harmless.
+  void fit_batch(const Slot& s, uint8_t* dst) {
+    struct Sample {
+      int64_t row;
+      int64_t byte_start, bytes;  // encoded: where its bytes are in the staging buffer
+    };
+    std::vector<Sample> samples;
+    samples.reserve(static_cast<size_t>(s.plan.rows));
+    int64_t byte_at = 0;
+    for (const RowRange& r : s.plan.ranges) {
+      for (int64_t row = r.start; row < r.start + r.count; ++row) {
+        int64_t bytes = encoded ? offsets[static_cast<size_t>(row + 1)] - offsets[static_cast<size_t>(row)] : 0;
+        samples.push_back({row, byte_at, bytes});
+        byte_at += bytes;
+      }
+    }
+    struct Shared {
+      std::atomic<int64_t> next{0};
+      int64_t done = 0;
+      std::mutex mu;
+      std::condition_variable cv;
+      std::exception_ptr error;
+    };
+    auto shared = std::make_shared<Shared>();
+    const int64_t count = static_cast<int64_t>(samples.size());
+    const int64_t epoch = s.plan.at.epoch;
+    const uint8_t* staging = s.staging.data();
+    auto work = [this, shared, count, epoch, staging, dst, samples_ptr = samples.data()] {
+      while (true) {
+        const int64_t i = shared->next++;
+        if (i >= count) return;
+        std::exception_ptr err;
+        try {
+          fit_sample(samples_ptr[i].row, epoch, staging, samples_ptr[i].byte_start, samples_ptr[i].bytes, i, dst);
+        } catch (...) {
+          err = std::current_exception();
+        }
+        std::lock_guard<std::mutex> lock(shared->mu);
+        if (err && !shared->error) shared->error = err;
+        if (++shared->done == count) shared->cv.notify_all();
+      }
+    };
+    const int helpers = std::min<int64_t>(cfg.threads - 1, count - 1) > 0
+                            ? static_cast<int>(std::min<int64_t>(cfg.threads - 1, count - 1))
+                            : 0;
+    for (int k = 0; k < helpers; ++k) boost::asio::post(pool, work);
+    work();
+    std::unique_lock<std::mutex> lock(shared->mu);
+    shared->cv.wait(lock, [&] { return shared->done == count; });
+    if (shared->error) std::rethrow_exception(shared->error);
+  }
+
+  // Sample i of a batch: decode or take its pixels, fit, then pad-crop/flip and normalize.
+  void fit_sample(int64_t row, int64_t epoch, const uint8_t* staging, int64_t byte_start, int64_t bytes, int64_t i,
+                  uint8_t* dst) const {
+    io::Image img;
+    if (encoded) {
+      std::string name = "dataset file '";
+      name += cfg.path;
+      name += "', '/encoded' row ";
+      name += std::to_string(row);
+      name += " (check the file with 'dtrain data inspect --verify')";
+      img = fit_encoded(staging + byte_start, static_cast<size_t>(bytes), name, fit, epoch, row);
+    } else {
+      const int64_t c = images.channels, sample_bytes = in_h * in_w * c;
+      io::Image src;
+      src.height = in_h;
+      src.width = in_w;
+      src.channels = c;
+      src.pixels.assign(staging + i * sample_bytes, staging + (i + 1) * sample_bytes);
+      img = fit_pixels(std::move(src), fit, epoch, row);
+    }
+    const int64_t h = images.height, w = images.width, c = images.channels, out = h * w * c;
+    AugmentDraw d = draw_augment(cfg.seed, epoch, row, images.n, cfg.augment);
+    if (cfg.raw) {
+      augment_u8(img.pixels.data(), dst + i * out, h, w, c, cfg.augment.pad_crop, d);
+    } else {
+      augment_to_chw(img.pixels.data(), reinterpret_cast<float*>(dst) + i * out, h, w, c, cfg.augment.pad_crop, d,
+                     lut.data());
     }
   }
 

@@ -47,10 +47,25 @@ struct LoaderConfig {
   int threads = 2;           // pool threads, >= 1
   bool raw = false;          // images as stored, u8 (B, H, W, C), not normalized
   bool images_only = false;  // read an image file without labels (GANs)
+  // Image files: the output's side. 0: the size the file's images share (an error for an
+  // encoded-images file whose sizes differ). Images of another size are resized and
+  // centre-cropped, or random-resized-cropped with augment.random_resized_crop
+  // (image_transform.h); encoded-images files are decoded in the pool's threads.
+  int64_t image_size = 0;
+  int64_t eval_resize = 0;    // shorter side before the centre crop; 0: image_size
+  bool reduced_decode = true; // Note [Reduced JPEG decoding]
   Augment augment;
   Device device = Device::cpu();
 };
 
+// Note [Encoded images in the loader]: for the encoded-images schema a fill job reads the
+// bytes of its row ranges (offsets kept in memory; contiguous rows are contiguous bytes,
+// so a batch is still a few reads), then decodes and fits each sample
+// (image_transform.h). Decoding costs far more than reading, so the samples of one batch
+// are shared with helper jobs on the pool: every pool thread works on the batches in
+// flight, however few they are. The batch is the raw path's: same layout, same
+// normalization, same pad-crop/flip draws.
+//
 // One batch of this rank. Image files fill images (f32 (B, C, H, W) normalized with the
 // file's mean/std, or u8 (B, H, W, C) when raw) and labels (i64 (B,)); sequence-pair files
 // fill src, tgt (i32 (B, Lmax)) and src_len, tgt_len (i32 (B,)); sequence-classification

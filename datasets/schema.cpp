@@ -138,34 +138,9 @@ std::string check_tokens_attribute(const io::H5File& f, const std::string& fallb
   return tokens;
 }
 
-}  // namespace
-
-Kind detect_kind(const io::H5File& f) {
-  if (f.has("/src") || f.has("/tgt")) return Kind::SequencePairs;
-  if (f.has("/tokens")) return Kind::SequenceClassification;
-  if (f.has("/captions")) return Kind::ImageCaptions;
-  if (f.has("/labels")) return Kind::ImageClassification;
-  if (f.has("/images")) return Kind::ImageOnly;
-  DT_THROW(IoError, "dataset file '", f.path(), "': missing dataset '/images' (or '/src' for sequence pairs): ",
-           "the file follows none of dtrain's dataset schemas (docs/DATASETS.md); datasets present: ",
-           [&] {
-             std::string s;
-             for (const std::string& n : f.list("/")) s += (s.empty() ? "" : ", ") + n;
-             return s.empty() ? std::string("none") : s;
-           }());
-}
-
-ImageSchema validate_images(const io::H5File& f, bool require_labels) {
-  ImageSchema s;
-  s.path = f.path();
-  require_dataset(f, "/images", "image");
-  Shape shape = check_array(f, "/images", DType::U8, 4, "(N, H, W, C)");
-  s.n = shape[0];
-  s.height = shape[1];
-  s.width = shape[2];
-  s.channels = shape[3];
-  chunk_info(f, "/images", &s.chunk_rows, &s.filters);
-
+// Attributes mean and std (one value per channel, or one for all), or 0 and 1.
+void read_normalization(const io::H5File& f, ImageSchema* out) {
+  ImageSchema& s = *out;
   s.mean.assign(static_cast<size_t>(s.channels), 0.0);
   s.std.assign(static_cast<size_t>(s.channels), 1.0);
   bool has_mean = f.has_attribute("/", "mean"), has_std = f.has_attribute("/", "std");
@@ -191,6 +166,38 @@ ImageSchema validate_images(const io::H5File& f, bool require_labels) {
     s.std = std;
     s.has_normalization = true;
   }
+}
+
+}  // namespace
+
+Kind detect_kind(const io::H5File& f) {
+  if (f.has("/src") || f.has("/tgt")) return Kind::SequencePairs;
+  if (f.has("/tokens")) return Kind::SequenceClassification;
+  if (f.has("/captions")) return Kind::ImageCaptions;
+  if (f.has("/labels")) return Kind::ImageClassification;
+  if (f.has("/images") || f.has("/encoded")) return Kind::ImageOnly;
+  DT_THROW(IoError, "dataset file '", f.path(), "': missing dataset '/images' (or '/src' for sequence pairs): ",
+           "the file follows none of dtrain's dataset schemas (docs/DATASETS.md); datasets present: ",
+           [&] {
+             std::string s;
+             for (const std::string& n : f.list("/")) s += (s.empty() ? "" : ", ") + n;
+             return s.empty() ? std::string("none") : s;
+           }());
+}
+
+ImageSchema validate_images(const io::H5File& f, bool require_labels) {
+  if (f.has("/encoded")) return validate_encoded_images(f, require_labels);
+  ImageSchema s;
+  s.path = f.path();
+  require_dataset(f, "/images", "image");
+  Shape shape = check_array(f, "/images", DType::U8, 4, "(N, H, W, C)");
+  s.n = shape[0];
+  s.height = shape[1];
+  s.width = shape[2];
+  s.channels = shape[3];
+  chunk_info(f, "/images", &s.chunk_rows, &s.filters);
+
+  read_normalization(f, &s);
 
   if (!f.has("/labels")) {
     if (require_labels) require_dataset(f, "/labels", "image classification");
@@ -200,6 +207,78 @@ ImageSchema validate_images(const io::H5File& f, bool require_labels) {
   s.classes = check_labels(f, s.n, "/images", "image classification");
   s.has_labels = true;
   return s;
+}
+
+ImageSchema validate_encoded_images(const io::H5File& f, bool require_labels) {
+  const std::string schema = "encoded-image";
+  ImageSchema s;
+  s.path = f.path();
+  s.encoded = true;
+  for (const char* d : {"/encoded", "/offsets", "/shapes"}) require_dataset(f, d, schema);
+  Shape bytes = check_array(f, "/encoded", DType::U8, 1, "(total bytes,): the encoded images end to end");
+  Shape offsets = check_array(f, "/offsets", DType::I64, 1, "(N + 1,): where each image's bytes start");
+  Shape shapes = check_array(f, "/shapes", DType::I32, 2, "(N, 3): height, width, channels of each image");
+  s.encoded_bytes = bytes[0];
+  if (offsets[0] < 2) {
+    DT_THROW(IoError, where(f, "/offsets"), ": ", offsets[0], " values; N images need N + 1 (at least 2)");
+  }
+  s.n = offsets[0] - 1;
+  check_length(f, "/shapes", shapes[0], "/offsets (N + 1 values)", s.n);
+  if (shapes[1] != 3) {
+    DT_THROW(IoError, where(f, "/shapes"), ": ", shapes[1], " columns, expected 3 (height, width, channels)");
+  }
+  if (!f.has_attribute("/", "channels")) {
+    DT_THROW(IoError, "dataset file '", f.path(), "', attribute 'channels' of '/': missing; the ", schema,
+             " schema names the channels every image is loaded with (1 or 3)");
+  }
+  s.channels = f.get_attribute<int64_t>("/", "channels");
+  if (s.channels != 1 && s.channels != 3) {
+    DT_THROW(IoError, "dataset file '", f.path(), "', attribute 'channels' of '/': ", s.channels,
+             "; must be 1 (grayscale) or 3 (RGB)");
+  }
+  std::vector<int64_t> off = read_encoded_offsets(f);
+  if (off.front() != 0 || off.back() != s.encoded_bytes) {
+    DT_THROW(IoError, where(f, "/offsets"), ": must start at 0 and end at the size of '/encoded' (", s.encoded_bytes,
+             " bytes), got ", off.front(), " and ", off.back());
+  }
+  for (int64_t i = 0; i < s.n; ++i) {
+    if (off[static_cast<size_t>(i + 1)] <= off[static_cast<size_t>(i)]) {
+      DT_THROW(IoError, where(f, "/offsets"), ": image ", i, " has ",
+               off[static_cast<size_t>(i + 1)] - off[static_cast<size_t>(i)],
+               " bytes (offsets ", off[static_cast<size_t>(i)], " to ", off[static_cast<size_t>(i + 1)],
+               "); offsets must increase, every image has at least one byte");
+    }
+  }
+  Tensor hw = f.read("/shapes");
+  const int32_t* p = hw.data<int32_t>();
+  for (int64_t i = 0; i < s.n; ++i) {
+    const int32_t h = p[i * 3], w = p[i * 3 + 1], c = p[i * 3 + 2];
+    if (h < 1 || w < 1 || (c != 1 && c != 3)) {
+      DT_THROW(IoError, where(f, "/shapes"), ": row ", i, " is (", h, ", ", w, ", ", c,
+               "); height and width must be positive and channels 1 or 3");
+    }
+    if (i == 0) {
+      s.height = h;
+      s.width = w;
+    } else if (s.height != h || s.width != w) {
+      s.height = s.width = 0;  // sizes differ
+    }
+  }
+  chunk_info(f, f.has("/labels") ? "/labels" : "/offsets", &s.chunk_rows, &s.filters);
+  read_normalization(f, &s);
+  if (!f.has("/labels")) {
+    if (require_labels) require_dataset(f, "/labels", "encoded-image classification");
+    return s;
+  }
+  if (!require_labels) return s;
+  s.classes = check_labels(f, s.n, "/shapes", schema);
+  s.has_labels = true;
+  return s;
+}
+
+std::vector<int64_t> read_encoded_offsets(const io::H5File& f) {
+  Tensor t = f.read_as("/offsets", DType::I64);
+  return t.to_vector<int64_t>();
 }
 
 PairSchema validate_pairs(const io::H5File& f) {

@@ -7,6 +7,13 @@
 //                         root attributes classes (K names), mean, std (C floats, in units
 //                         of pixel/255, used to normalize).
 //   image-only (GANs):    /images alone (labels, classes optional and ignored).
+//   encoded images:       /encoded uint8 (total bytes,) the images' encoded files (JPEG,
+//                         PNG, PGM/PPM) end to end; /offsets int64 (N + 1,) where image i
+//                         is bytes [offsets[i], offsets[i+1]); /shapes int32 (N, 3) the
+//                         height, width, channels each image decodes to; /labels, classes,
+//                         mean, std as above; root attribute channels (1 or 3, what every
+//                         image becomes when loaded). Written by `dtrain data convert
+//                         folder --store encoded`; the loader decodes it (schema_encoded.cpp).
 //   sequence pairs:       /src, /tgt int32 (N, Lmax) padded; /src_len, /tgt_len int32 (N,)
 //                         in [1, Lmax]; /src_vocab, /tgt_vocab 1-D string datasets that
 //                         contain <pad> <s> </s> <unk>; every id below its vocabulary size;
@@ -55,6 +62,11 @@ struct ImageSchema {
   bool has_normalization = false;    // the file had mean and std
   int64_t chunk_rows = 0;            // chunk extent along N; 0 when contiguous
   std::vector<std::string> filters;
+  // The encoded-images schema: images are stored encoded (variable length); height and
+  // width are then the size they all share, or 0 when sizes differ (the loader sets them
+  // to its output size), and chunk_rows is that of /labels.
+  bool encoded = false;
+  int64_t encoded_bytes = 0;  // size of /encoded
   int64_t num_classes() const { return static_cast<int64_t>(classes.size()); }
   int64_t sample_bytes() const { return height * width * channels; }
 };
@@ -97,8 +109,12 @@ struct CaptionSchema {
 // Throws IoError when it follows none.
 Kind detect_kind(const io::H5File& f);
 
-// Validate and describe. `require_labels` false accepts an image-only file.
+// Validate and describe. `require_labels` false accepts an image-only file. A file with
+// /encoded is validated as the encoded-images schema (validate_encoded_images).
 ImageSchema validate_images(const io::H5File& f, bool require_labels);
+ImageSchema validate_encoded_images(const io::H5File& f, bool require_labels);
+// The encoded-images file's /offsets (N + 1 values), as validated.
+std::vector<int64_t> read_encoded_offsets(const io::H5File& f);
 PairSchema validate_pairs(const io::H5File& f);
 // Also checks that every position past a row's length holds <pad> (0).
 SequenceSchema validate_sequences(const io::H5File& f);

@@ -31,6 +31,8 @@ constexpr Command kCommands[] = {
     {"score", "score FILE", "sample quality of image files (a GAN's output) with a classifier trained by dtrain",
      dtrain::cli::score_main},
     {"status", "status DIR", "a running job's progress and what each rank is doing", dtrain::cli::status_main},
+    {"style", "style", "neural style transfer: a photo's content in a painting's style (VGG16 features)",
+     dtrain::cli::style_main},
     {"stop", "stop DIR", "ask a running job to checkpoint and stop", dtrain::cli::stop_main},
     {"submit", "submit", "submit 'dtrain train' to Slurm as a batch job that checkpoints and requeues itself",
      dtrain::cli::submit_main},

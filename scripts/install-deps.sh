@@ -19,7 +19,7 @@ packages=(
   # client, and promtool (the prometheus package; it also installs the Prometheus server
   # and its service, which the tests do not use) to check the /metrics format.
   curl prometheus
-  libopenblas-dev libopenblas0-openmp libdnnl-dev libpng-dev zlib1g-dev libtomlplusplus-dev
+  libopenblas-dev libopenblas0-openmp libdnnl-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev libtomlplusplus-dev
   dataset-fashion-mnist dict-freedict-eng-deu
   # the language-identification word set (scripts/prepare-data.sh, docs/DATASETS.md)
   dict-freedict-deu-eng dict-freedict-fra-eng dict-freedict-ita-eng dict-freedict-nld-eng

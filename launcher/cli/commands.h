@@ -24,6 +24,9 @@ int info_main(const std::vector<std::string>& args);
 int predict_main(const std::vector<std::string>& args);
 // `dtrain score --classifier CKPT FILE...`: sample quality of image files (docs/GAN.md).
 int score_main(const std::vector<std::string>& args);
+// `dtrain style --content PHOTO --style PAINTING --out OUT.png`: neural style transfer on
+// VGG16 features (docs/STYLE_TRANSFER.md).
+int style_main(const std::vector<std::string>& args);
 // `dtrain status [RUN_DIR|HOST:PORT] [--json]`: a running job's progress and every rank's
 // phase, from rank 0's status server (launcher/control/status_server.h).
 int status_main(const std::vector<std::string>& args);

@@ -5,10 +5,13 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <memory>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "datasets/captions.h"
 #include "datasets/convert.h"
+#include "datasets/convert_folder.h"
 #include "datasets/inspect.h"
 #include "launcher/cli/args.h"
 
@@ -51,6 +54,40 @@ int64_t positive(const cli::ArgParser& p, const std::string& name) {
   return v;
 }
 
+// A progress line on stderr for long conversions: redrawn in place on a terminal, a line
+// every 10% otherwise (logs).
+class ProgressLine {
+ public:
+  explicit ProgressLine(std::string what) : what_(std::move(what)), tty_(isatty(2) == 1) {}
+  void operator()(int64_t done, int64_t total, double elapsed) {
+    const double frac = total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
+    const int tenth = static_cast<int>(frac * 10);
+    if (!tty_ && tenth == last_tenth_ && done != total) return;
+    last_tenth_ = tenth;
+    const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
+    const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0.0;
+    constexpr int kWidth = 30;
+    std::string bar(static_cast<size_t>(frac * kWidth), '#');
+    bar.resize(kWidth, '.');
+    std::fprintf(stderr, "%s%s [%s] %3d%% %lld/%lld | %.0f images/s | elapsed %s | ETA %s%s", tty_ ? "\r" : "",
+                 what_.c_str(), bar.c_str(), static_cast<int>(frac * 100), static_cast<long long>(done),
+                 static_cast<long long>(total), rate, clock(elapsed).c_str(), clock(eta).c_str(),
+                 tty_ && done != total ? "" : "\n");
+    std::fflush(stderr);
+  }
+
+ private:
+  static std::string clock(double s) {
+    char buf[32];
+    const long t = static_cast<long>(s + 0.5);
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    return buf;
+  }
+  std::string what_;
+  bool tty_;
+  int last_tenth_ = -1;
+};
+
 struct Command {
   const char* summary;
   std::function<void(cli::ArgParser&)> options;
@@ -59,6 +96,69 @@ struct Command {
 
 const std::map<std::string, Command>& commands() {
   static const std::map<std::string, Command> table = {
+      {"convert folder",
+       {"a folder of JPEG/PNG images, one subfolder per class, to an image classification file (encoded or raw)",
+        [](cli::ArgParser& p) {
+          p.add_positional("ROOT", "the folder holding one subfolder per class (torchvision's ImageFolder layout)");
+          p.add_option("out", "FILE", "the HDF5 file to write (replaced if present)");
+          p.add_option("store", "encoded|raw",
+                       "encoded: each image's encoded bytes (variable length; decoded by the loader); raw: pixels "
+                       "u8 (N, H, W, C), one size for all (use --crop)",
+                       "encoded");
+          p.add_option("resize", "N", "resize so that the shorter side is N pixels (0: keep the size)", "0");
+          p.add_option("crop", "N", "centre crop to N x N after --resize (0: none)", "0");
+          p.add_option("channels", "1|3", "channels of the stored images: 3 (RGB) or 1 (grayscale)", "3");
+          p.add_option("encode", "jpeg|png", "--store encoded: the format of resized or cropped images", "jpeg");
+          p.add_option("quality", "Q", "JPEG quality 1..100 of re-encoded images", "90");
+          p.add_option("split", "F", "share of each class's images held out to --split-out (0: none)", "0");
+          p.add_option("split-out", "FILE", "the held-out file (with --split)", "");
+          p.add_option("seed", "N", "seed of the row order and of --split", "0");
+          p.add_option("workers", "N", "decoding threads (0: every core this process may use)", "0");
+          p.add_option("on-error", "fail|skip",
+                       "a file named like an image that does not decode (truncated, damaged, not an image): stop "
+                       "with its path (fail), or report it and leave it out (skip)",
+                       "fail");
+          p.add_option("chunk-rows", "N", "rows per HDF5 chunk along the sample axis (the sampler's block size)",
+                       "64");
+          p.set_epilog(
+              "Classes are the subfolders of ROOT in sorted order (the label is the index); images are the files\n"
+              "below each (nested folders included) ending in .jpg, .jpeg, .png, .pgm or .ppm; other files and\n"
+              "names starting with '.' are ignored and counted. A class folder without images stays a class.\n"
+              "Rows are written in a seeded random order. With --store encoded and neither --resize nor --crop,\n"
+              "the files' bytes are kept as they are (each is fully decoded once to check it). Formats and the\n"
+              "loader's data.image_size / data.augment.random_resized_crop: docs/DATASETS.md.\n"
+              "Example: dtrain data convert folder photos/ --out train.h5 --resize 256 --split 0.1 --split-out "
+              "val.h5\n");
+        },
+        [](const cli::ArgParser& p) {
+          if (!p.has("out")) DT_THROW(ConfigError, "dtrain data convert folder: --out is required");
+          data::FolderOptions o;
+          o.store = p.get("store");
+          o.resize = p.get_int("resize");
+          o.crop = p.get_int("crop");
+          o.channels = p.get_int("channels");
+          o.encode = p.get("encode");
+          o.quality = static_cast<int>(p.get_int("quality"));
+          o.split = p.get_double("split");
+          o.split_out = p.get("split-out");
+          o.seed = static_cast<uint64_t>(p.get_int("seed"));
+          o.workers = static_cast<int>(p.get_int("workers"));
+          o.chunk_rows = positive(p, "chunk-rows");
+          const std::string on_error = p.get("on-error");
+          if (on_error != "fail" && on_error != "skip") {
+            DT_THROW(ConfigError, "--on-error must be 'fail' or 'skip', got '", on_error, "'");
+          }
+          o.skip_errors = on_error == "skip";
+          if (o.workers < 0) DT_THROW(ConfigError, "--workers must be >= 0 (0: every core), got ", o.workers);
+          if (o.store == "raw" && o.crop == 0 && o.resize > 0) {
+            DT_THROW(ConfigError, "--store raw --resize ", o.resize, " without --crop: resized images keep their "
+                     "aspect ratio, so their sizes differ; add --crop ", o.resize);
+          }
+          auto line = std::make_shared<ProgressLine>("converting");
+          o.progress = [line](const data::FolderProgress& f) { (*line)(f.done, f.total, f.elapsed_s); };
+          o.warn = [](const std::string& m) { std::fprintf(stderr, "\n%s\n", m.c_str()); };
+          return data::convert_folder(p.get("ROOT"), p.get("out"), o);
+        }}},
       {"convert idx",
        {"IDX files (MNIST / Fashion-MNIST, gzip or not) to an image classification file",
         [](cli::ArgParser& p) {
@@ -249,6 +349,7 @@ constexpr const char* kUsage =
     "  convert cifar   CIFAR-10 binary batches -> image classification file\n"
     "  convert pairs   tab-separated sentence pairs -> train/test sequence-pair files\n"
     "  convert words   FreeDict headwords -> train/test language-identification files\n"
+    "  convert folder  a folder of JPEG/PNG images (a subfolder per class) -> image classification file\n"
     "  synth images    seeded synthetic images\n"
     "  synth pairs     seeded synthetic sequence pairs\n"
     "  synth captions  captioned 2 x 2 scenes of an image file's items -> train/test image-caption files\n"
@@ -260,13 +361,19 @@ int inspect(const std::vector<std::string>& args) {
   cli::ArgParser p("dtrain data inspect", "Prints a dataset file's schema, shapes, storage (chunks, compression), "
                                           "sample and class counts, and whether it passes validation.");
   p.add_positional("FILE", "the HDF5 dataset file");
+  p.add_flag("verify", "also read every image; encoded images are decoded, and each one that fails is named by "
+                       "row (and path)");
   p.set_epilog("Exit code 0 when the file is valid, 1 when it is not.");
   p.parse(args);
   if (p.help_requested()) {
     std::printf("%s", p.help().c_str());
     return 0;
   }
-  data::InspectResult r = data::inspect(p.get("FILE"));
+  data::InspectOptions options;
+  options.verify = p.flag("verify");
+  auto line = std::make_shared<ProgressLine>("verifying");
+  if (options.verify) options.progress = [line](int64_t done, int64_t total, double s) { (*line)(done, total, s); };
+  data::InspectResult r = data::inspect(p.get("FILE"), options);
   std::fputs(r.text.c_str(), stdout);
   return r.valid ? 0 : 1;
 }

@@ -235,10 +235,10 @@ const std::map<std::string, DemoSpec>& demos() {
         },
         demo_line}},
       {"sobel",
-       {"Sobel edge detection of an image by conv2d (PNG, PGM or PPM in; PNG or PGM out)",
+       {"Sobel edge detection of an image by conv2d (PNG, JPEG, PGM or PPM in; PNG, JPEG or PGM out)",
         [](cli::ArgParser& p) {
-          p.add_positional("image", "the input image (.png, binary .pgm or .ppm; color becomes grayscale)");
-          p.add_positional("out", "where to write the edge magnitudes (.png or .pgm, chosen by extension)");
+          p.add_positional("image", "the input image (.png, .jpg, binary .pgm or .ppm; color becomes grayscale)");
+          p.add_positional("out", "where to write the edge magnitudes (.png, .jpg or .pgm, chosen by extension)");
         },
         demo_sobel}},
   };

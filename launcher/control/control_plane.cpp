@@ -1,14 +1,6 @@
 // The control plane and the watchdog: see control_plane.h (Note [Watchdog]).
 //
-// Wire format. Every message is a frame: a 12-byte header, then the payload.
-//   header   4 bytes magic "DTC1", 1 byte type (1 Hello, 2 Heartbeat, 3 Verdict), 3 bytes
-//            reserved (0), 4 bytes payload length (at most 64 KiB)
-//   Hello    i32 rank, i32 pid, str host, str token
-//   Heartbeat i32 rank, i64 step, u8 phase, i32 detail, u64 issued, u64 done, u8 last_kind,
-//            u8 waiting_kind, u64 waiting_seq, f64 phase_age_s
-//   Verdict  u8 kind, u32 count, count x i32 rank, str text
-// Integers are little-endian, a double is its IEEE-754 bits as a u64, a str is a u32
-// length and the bytes. A rank's first frame is its Hello; rank 0 answers with its own
+// The wire format is in wire.h and wire.cpp. A rank's first frame is its Hello; rank 0 answers with its own
 // (the same token: each side proves it belongs to the job), then with a Heartbeat for
 // every Heartbeat it receives, and with a Verdict when it decides that the job hangs.
 //
@@ -40,6 +32,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "launcher/control/wire.h"
 
 namespace dtrain::control {
 
@@ -49,10 +42,8 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using boost::system::error_code;
+using namespace wire;
 
-constexpr char kMagic[4] = {'D', 'T', 'C', '1'};
-constexpr size_t kHeaderBytes = 12;
-constexpr uint32_t kMaxPayload = 64 * 1024;
 // Connections that have not said hello yet: enough for every rank at once, few enough
 // that a flood of idle connections cannot exhaust rank 0's file descriptors.
 constexpr size_t kMaxPending = 256;
@@ -61,17 +52,6 @@ constexpr size_t kMaxQueued = 64;
 // How long rank 0 waits for its verdict to reach the other ranks before on_hang.
 constexpr auto kVerdictGrace = std::chrono::seconds(1);
 constexpr const char* kEndsNow = "the job ends now so that it can be resumed from its last checkpoint";
-
-enum class MsgType : uint8_t { Hello = 1, Heartbeat = 2, Verdict = 3 };
-
-const char* type_name(MsgType t) {
-  switch (t) {
-    case MsgType::Hello: return "hello";
-    case MsgType::Heartbeat: return "heartbeat";
-    case MsgType::Verdict: return "verdict";
-  }
-  return "unknown message";
-}
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -85,171 +65,6 @@ void log_line(const std::string& line) {
   // One write per line, so that lines from several threads do not interleave.
   std::fprintf(stderr, "control plane: %s\n", line.c_str());
   std::fflush(stderr);
-}
-
-// ---- encoding ---------------------------------------------------------------------
-
-class Encoder {
- public:
-  void u8(uint8_t v) { buf_.push_back(static_cast<char>(v)); }
-  void u32(uint32_t v) {
-    for (int i = 0; i < 4; ++i) u8(static_cast<uint8_t>(v >> (8 * i)));
-  }
-  void u64(uint64_t v) {
-    for (int i = 0; i < 8; ++i) u8(static_cast<uint8_t>(v >> (8 * i)));
-  }
-  void i32(int32_t v) { u32(static_cast<uint32_t>(v)); }
-  void i64(int64_t v) { u64(static_cast<uint64_t>(v)); }
-  void f64(double v) { u64(std::bit_cast<uint64_t>(v)); }
-  void str(const std::string& s) {
-    u32(static_cast<uint32_t>(s.size()));
-    buf_ += s;
-  }
-  // The frame: header and payload. Payloads are built by this file and stay far below
-  // the limit (a verdict's text is clipped).
-  std::string frame(MsgType type) const {
-    Encoder h;
-    for (char c : kMagic) h.u8(static_cast<uint8_t>(c));
-    h.u8(static_cast<uint8_t>(type));
-    h.u8(0);
-    h.u8(0);
-    h.u8(0);
-    h.u32(static_cast<uint32_t>(buf_.size()));
-    return h.buf_ + buf_;
-  }
-
- private:
-  std::string buf_;
-};
-
-// Reads a payload; any read past its end marks it bad instead of throwing.
-class Decoder {
- public:
-  Decoder(const uint8_t* p, size_t n) : p_(p), n_(n) {}
-  uint8_t u8() { return take(1) ? p_[pos_++] : 0; }
-  uint32_t u32() {
-    if (!take(4)) return 0;
-    uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(p_[pos_++]) << (8 * i);
-    return v;
-  }
-  uint64_t u64() {
-    if (!take(8)) return 0;
-    uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p_[pos_++]) << (8 * i);
-    return v;
-  }
-  int32_t i32() { return static_cast<int32_t>(u32()); }
-  int64_t i64() { return static_cast<int64_t>(u64()); }
-  double f64() { return std::bit_cast<double>(u64()); }
-  std::string str() {
-    const uint32_t len = u32();
-    if (!take(len)) return {};
-    std::string s(reinterpret_cast<const char*>(p_ + pos_), len);
-    pos_ += len;
-    return s;
-  }
-  // Every byte read, none missing.
-  bool complete() const { return ok_ && pos_ == n_; }
-
- private:
-  bool take(size_t k) {
-    if (!ok_ || n_ - pos_ < k) ok_ = false;
-    return ok_;
-  }
-  const uint8_t* p_;
-  size_t n_, pos_ = 0;
-  bool ok_ = true;
-};
-
-struct Hello {
-  int32_t rank = 0, pid = 0;
-  std::string host, token;
-};
-
-std::string encode(const Hello& h) {
-  Encoder e;
-  e.i32(h.rank);
-  e.i32(h.pid);
-  e.str(h.host);
-  e.str(h.token);
-  return e.frame(MsgType::Hello);
-}
-
-bool decode(Decoder& d, Hello& h) {
-  h.rank = d.i32();
-  h.pid = d.i32();
-  h.host = d.str();
-  h.token = d.str();
-  return d.complete();
-}
-
-struct Heartbeat {
-  int32_t rank = 0;
-  ProgressSnapshot progress;
-};
-
-std::string encode(const Heartbeat& hb) {
-  const ProgressSnapshot& p = hb.progress;
-  Encoder e;
-  e.i32(hb.rank);
-  e.i64(p.step);
-  e.u8(static_cast<uint8_t>(p.phase));
-  e.i32(p.detail);
-  e.u64(p.issued);
-  e.u64(p.done);
-  e.u8(static_cast<uint8_t>(p.last_kind));
-  e.u8(static_cast<uint8_t>(p.waiting_kind));
-  e.u64(p.waiting_seq);
-  e.f64(p.phase_age_s);
-  return e.frame(MsgType::Heartbeat);
-}
-
-bool decode(Decoder& d, Heartbeat& hb) {
-  ProgressSnapshot& p = hb.progress;
-  hb.rank = d.i32();
-  p.step = d.i64();
-  const uint8_t phase = d.u8();
-  p.detail = d.i32();
-  p.issued = d.u64();
-  p.done = d.u64();
-  const uint8_t last_kind = d.u8(), waiting_kind = d.u8();
-  p.waiting_seq = d.u64();
-  p.phase_age_s = d.f64();
-  constexpr auto kMaxKind = static_cast<uint8_t>(CollectiveKind::Barrier);
-  if (!d.complete() || phase > static_cast<uint8_t>(Phase::Finished) || last_kind > kMaxKind ||
-      waiting_kind > kMaxKind || !(p.phase_age_s >= 0 && p.phase_age_s < 1e9)) {
-    return false;
-  }
-  p.phase = static_cast<Phase>(phase);
-  p.last_kind = static_cast<CollectiveKind>(last_kind);
-  p.waiting_kind = static_cast<CollectiveKind>(waiting_kind);
-  return true;
-}
-
-std::string encode(const Diagnosis& v) {
-  Encoder e;
-  e.u8(static_cast<uint8_t>(v.kind));
-  e.u32(static_cast<uint32_t>(v.ranks.size()));
-  for (int r : v.ranks) e.i32(r);
-  e.str(v.text.substr(0, kMaxPayload / 2));
-  return e.frame(MsgType::Verdict);
-}
-
-bool decode(Decoder& d, Diagnosis& v, int world_size) {
-  const uint8_t kind = d.u8();
-  const uint32_t n = d.u32();
-  if (kind > static_cast<uint8_t>(Diagnosis::Kind::CoordinatorSilent) || n > static_cast<uint32_t>(world_size)) {
-    return false;
-  }
-  v.kind = static_cast<Diagnosis::Kind>(kind);
-  for (uint32_t i = 0; i < n; ++i) {
-    const int32_t r = d.i32();
-    if (r < 0 || r >= world_size) return false;
-    v.ranks.push_back(r);
-  }
-  v.text = d.str();
-  return d.complete();
 }
 
 // Compares without stopping at the first difference, so the time taken says nothing
@@ -546,19 +361,10 @@ struct ControlPlane::Impl {
         closed(c, ec);
         return;
       }
-      if (std::memcmp(c->header.data(), kMagic, sizeof(kMagic)) != 0) {
-        drop(c, "bad magic (not a dtrain control connection)");
-        return;
-      }
-      const uint8_t type = c->header[4];
+      MsgType type{};
       uint32_t len = 0;
-      for (int i = 0; i < 4; ++i) len |= static_cast<uint32_t>(c->header[8 + i]) << (8 * i);
-      if (len > kMaxPayload) {
-        drop(c, "a frame of " + std::to_string(len) + " bytes, over the limit of " + std::to_string(kMaxPayload));
-        return;
-      }
-      if (type < static_cast<uint8_t>(MsgType::Hello) || type > static_cast<uint8_t>(MsgType::Verdict)) {
-        drop(c, "unknown message type " + std::to_string(type));
+      if (std::string why = check_header(c->header.data(), &type, &len); !why.empty()) {
+        drop(c, why);
         return;
       }
       c->payload.resize(len);
@@ -567,7 +373,7 @@ struct ControlPlane::Impl {
           closed(c, e);
           return;
         }
-        if (handle(c, static_cast<MsgType>(type))) read_frame(c);
+        if (handle(c, type)) read_frame(c);
       });
     });
   }

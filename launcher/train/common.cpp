@@ -57,7 +57,15 @@ void check_checkpoint_seed(const std::string& path, int64_t written_seed, const 
 
 std::string augment_line(const Config& cfg, const char* inputs) {
   std::ostringstream os;
-  os << "augment pad_crop " << cfg.data.pad_crop << " hflip " << cfg.data.hflip << "; inputs " << inputs;
+  os << "augment pad_crop " << cfg.data.pad_crop << " hflip " << cfg.data.hflip;
+  if (cfg.data.random_resized_crop) {
+    os << " random_resized_crop scale " << cfg.data.rrc_scale[0] << " " << cfg.data.rrc_scale[1] << " ratio "
+       << cfg.data.rrc_ratio[0] << " " << cfg.data.rrc_ratio[1];
+  }
+  if (cfg.data.image_size > 0 || cfg.data.eval_resize > 0) {
+    os << " image_size " << cfg.data.image_size << " eval_resize " << cfg.data.eval_resize;
+  }
+  os << "; inputs " << inputs;
   return os.str();
 }
 

@@ -115,6 +115,17 @@ const std::vector<Key>& keys() {
       DT_KEY("data.test", String, data.test, "test file for evaluation; \"\" = no evaluation"),
       DT_KEY("data.augment.pad_crop", Int, data.pad_crop, "random crop after zero padding by N pixels (0 = off)"),
       DT_KEY("data.augment.hflip", Bool, data.hflip, "random horizontal flips"),
+      DT_KEY("data.augment.random_resized_crop", Bool, data.random_resized_crop,
+             "training images: torchvision's RandomResizedCrop to data.image_size (a window of scale x the area and "
+             "an aspect ratio in ratio, resized)"),
+      DT_KEY("data.augment.scale", FloatList, data.rrc_scale, "random_resized_crop: [min, max] share of the area"),
+      DT_KEY("data.augment.ratio", FloatList, data.rrc_ratio, "random_resized_crop: [min, max] aspect ratio w/h"),
+      DT_KEY("data.image_size", Int, data.image_size,
+             "side of the images fed to the model; other sizes are resized and centre-cropped (or random-resized-"
+             "cropped); 0 = the file's image size (required for encoded files of mixed sizes)"),
+      DT_KEY("data.eval_resize", Int, data.eval_resize,
+             "shorter side images are resized to before the centre crop to data.image_size (e.g. 256 for 224); "
+             "0 = data.image_size"),
       DT_KEY("data.workers", Int, data.workers, "loader threads per rank"),
       DT_KEY("data.normalize", String, data.normalize,
              "auto | meanstd ((p/255 - mean) / std with the file's mean and std) | tanh (2 p/255 - 1, in [-1, 1]); "
@@ -384,6 +395,22 @@ void validate(const Config& c, const std::map<std::string, std::string>& origin)
              ": data.train is required (the HDF5 training file, e.g. data/fashion_mnist_train.h5)");
   }
   if (c.data.pad_crop < 0) fail("data.augment.pad_crop", "must be >= 0");
+  if (c.data.image_size < 0) fail("data.image_size", "must be >= 0 (0: the file's image size)");
+  if (c.data.eval_resize < 0) fail("data.eval_resize", "must be >= 0 (0: data.image_size)");
+  if (c.data.eval_resize > 0 && c.data.image_size > 0 && c.data.eval_resize < c.data.image_size) {
+    fail("data.eval_resize", "must be at least data.image_size = " + std::to_string(c.data.image_size) +
+                                 " (the centre crop is taken from the resized image), or 0");
+  }
+  {
+    const std::vector<double>& sc = c.data.rrc_scale;
+    if (sc.size() != 2 || !(sc[0] > 0 && sc[0] <= sc[1] && sc[1] <= 1)) {
+      fail("data.augment.scale", "must be [min, max] with 0 < min <= max <= 1, e.g. [0.08, 1.0]");
+    }
+    const std::vector<double>& r = c.data.rrc_ratio;
+    if (r.size() != 2 || !(r[0] > 0 && r[0] <= r[1])) {
+      fail("data.augment.ratio", "must be [min, max] with 0 < min <= max, e.g. [0.75, 1.3333]");
+    }
+  }
   if (c.data.workers < 1) fail("data.workers", "must be >= 1");
   if (c.batch_size < 1) fail("batch_size", "must be >= 1");
   if (c.epochs < 1 && c.steps == 0) fail("epochs", "must be >= 1 (or set steps)");

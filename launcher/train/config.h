@@ -34,6 +34,15 @@ struct DataConfig {
   std::string test;           // optional; "" disables evaluation
   int64_t pad_crop = 0;       // augment.pad_crop: random crop after zero padding by this many pixels
   bool hflip = false;         // augment.hflip: random horizontal flip
+  // Image size and geometry (datasets/image_transform.h), for encoded-images files and for
+  // raw files of another size: the output side (0: the file's common size), the shorter
+  // side before the evaluation centre crop (0: image_size), and torchvision's
+  // RandomResizedCrop for training with its scale and aspect ratio ranges.
+  int64_t image_size = 0;
+  int64_t eval_resize = 0;
+  bool random_resized_crop = false;          // augment.random_resized_crop
+  std::vector<double> rrc_scale = {0.08, 1.0};              // augment.scale
+  std::vector<double> rrc_ratio = {3.0 / 4.0, 4.0 / 3.0};  // augment.ratio
   int64_t workers = 1;        // loader threads per rank
   // data.normalize: how pixels p in [0, 255] become inputs. "meanstd": (p/255 - mean) / std
   // with the file's per-channel mean and std; "tanh": 2 p/255 - 1, in [-1, 1] (a GAN's

@@ -83,6 +83,13 @@ void TrainLoop::Impl::setup() {
   lc.threads = static_cast<int>(cfg.data.workers);
   lc.augment.pad_crop = cfg.data.pad_crop;
   lc.augment.hflip = cfg.data.hflip;
+  lc.augment.random_resized_crop = cfg.data.random_resized_crop;
+  lc.augment.scale_min = cfg.data.rrc_scale[0];
+  lc.augment.scale_max = cfg.data.rrc_scale[1];
+  lc.augment.ratio_min = cfg.data.rrc_ratio[0];
+  lc.augment.ratio_max = cfg.data.rrc_ratio[1];
+  lc.image_size = cfg.data.image_size;
+  lc.eval_resize = cfg.data.eval_resize;
   lc.device = world.device();
   recipe->configure_loader(lc);
   train = std::make_unique<data::Loader>(lc);

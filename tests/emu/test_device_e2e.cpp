@@ -1,15 +1,19 @@
 // What a GPU user runs, on the emulated device (dtrain-emu, docs/EMULATOR.md): the
 // demos with --device cuda, a short training run of every recipe with device = "cuda" on
 // one process and on 2 ranks under mpirun (the NCCL process group), each compared with
-// the same run on the CPU, and a checkpoint that resumes bit for bit on the device.
+// the same run on the CPU, `dtrain style` on the device against the CPU, and a checkpoint
+// that resumes bit for bit on the device.
 // The mpirun cases skip, visibly, without mpirun.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <regex>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "core/io/image.h"
 #include "tests/support/checkpoints.h"
 #include "tests/support/e2e.h"
 
@@ -48,6 +52,55 @@ TEST(EmuProgram, DemosRunOnTheDevice) {
   const std::string sa((std::istreambuf_iterator<char>(a)), {}), sb((std::istreambuf_iterator<char>(b)), {});
   EXPECT_FALSE(sa.empty());
   EXPECT_EQ(sa, sb) << "the edge image on the device and on the CPU";
+  fs::remove_all(dir);
+}
+
+// `dtrain style --device cuda`: VGG16's features, the Gram matrices, Adam and the clamp on
+// the device give the CPU's losses and, within rounding, its image.
+TEST(EmuProgram, StyleTransferRunsOnTheDeviceLikeOnTheCpu) {
+  const fs::path dir = dtrain::testing::make_test_dir("emu-style");
+  dtrain::io::Image content, style;
+  content.height = content.width = style.height = style.width = 16;
+  content.channels = style.channels = 3;
+  for (int i = 0; i < 16 * 16; ++i) {
+    const int y = i / 16, x = i % 16;
+    content.pixels.insert(content.pixels.end(), {static_cast<uint8_t>(16 * x), static_cast<uint8_t>(16 * y), 90});
+    const bool stripe = ((x + y) / 2) % 2 == 0;
+    style.pixels.insert(style.pixels.end(), {220, static_cast<uint8_t>(stripe ? 200 : 30), 20});
+  }
+  dtrain::io::write_image((dir / "content.png").string(), content);
+  dtrain::io::write_image((dir / "style.png").string(), style);
+  std::vector<std::vector<double>> losses;
+  for (const char* device : {"cuda", "cpu"}) {
+    std::string cmd = bin();
+    cmd += " style --content ";
+    cmd += (dir / "content.png").string();
+    cmd += " --style ";
+    cmd += (dir / "style.png").string();
+    cmd += " --out ";
+    cmd += (dir / device).string();
+    cmd += ".png";
+    cmd += " --size 16 --steps 4 --log-every 1 --device ";
+    cmd += device;
+    CliRun r = shell(cmd);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    std::vector<double> l;
+    const std::regex line(R"(step \d+/\d+  loss ([0-9.e+-]+))");
+    for (auto it = std::sregex_iterator(r.output.begin(), r.output.end(), line); it != std::sregex_iterator(); ++it) {
+      l.push_back(std::stod((*it)[1]));
+    }
+    ASSERT_EQ(l.size(), 4u) << r.output;
+    losses.push_back(l);
+  }
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_NEAR(losses[0][i], losses[1][i], 2e-3 * std::fabs(losses[1][i])) << "step " << i + 1;
+  }
+  const dtrain::io::Image a = dtrain::io::read_image((dir / "cuda.png").string());
+  const dtrain::io::Image b = dtrain::io::read_image((dir / "cpu.png").string());
+  ASSERT_EQ(a.pixels.size(), b.pixels.size());
+  int worst = 0;
+  for (size_t i = 0; i < a.pixels.size(); ++i) worst = std::max(worst, std::abs(a.pixels[i] - b.pixels[i]));
+  EXPECT_LE(worst, 2) << "the largest pixel difference between the device's and the CPU's image";
   fs::remove_all(dir);
 }
 

@@ -132,6 +132,11 @@ inline const std::vector<OpCase>& op_cases() {
          return fn::dropout(x[0], 0.3, true, gen);
        }},
       {"flatten", {{{2, 3, 2, 2}}}, [](V x) { return fn::mul(fn::flatten(x[0]), fn::flatten(x[0])); }},
+      // Squared, so the gradient depends on the Gram matrix's value as in a style loss.
+      {"gram_matrix", {{{2, 3, 2, 3}}}, [](V x) {
+         Tensor g = fn::gram_matrix(x[0]);
+         return fn::mul(g, g);
+       }},
       // ---- sequences (core/functional_seq.cpp); ids, targets and lengths are fixed i64
       // tensors made on the inputs' device, so padding and ignored rows are always present.
       {"embedding", {{{5, 3}}},

@@ -368,8 +368,12 @@ void validate_caption(const Config& c, const ConfigCheck& check) {
   if (o.captions < 0) check.fail("caption.captions", "must be >= 0");
   if (o.max_decode_len < 0) check.fail("caption.max_decode_len", "must be >= 0 (0: the test file's caption length)");
   if (c.model.name == "captioning") {
-    if (c.data.pad_crop != 0 || c.data.hflip) {
+    if (c.data.pad_crop != 0 || c.data.hflip || c.data.random_resized_crop) {
       check.fail("data.augment", "does not apply to model.name = captioning: the captions say where each item is");
+    }
+    if (c.data.image_size != 0 || c.data.eval_resize != 0) {
+      check.fail(c.data.image_size != 0 ? "data.image_size" : "data.eval_resize",
+                 "must be 0 for model.name = captioning: the scenes are read at their stored size");
     }
     if (c.data.normalize == "tanh") check.fail("data.normalize", "must be meanstd or auto for model.name = captioning");
   } else {
