@@ -33,7 +33,7 @@ From the repository root, with Debian's python3-torch and python3-h5py:
     /usr/bin/python3 benchmarks/compare_recipes.py throughput --recipe text_classifier --steps 30 --rounds 3 --threads 2
     /usr/bin/python3 benchmarks/compare_recipes.py quality --recipe text_classifier --steps 3000
     /usr/bin/python3 benchmarks/compare_recipes.py throughput --recipe captioning --steps 30 --rounds 3 --threads 2
-    /usr/bin/python3 benchmarks/compare_recipes.py quality --recipe captioning --steps 1000
+    /usr/bin/python3 benchmarks/compare_recipes.py quality --recipe captioning --steps 3000
 
 Logs, dtrain's metrics files, the samples and a summary JSON go to --out
 (runs/compare_recipes by default), in a folder per mode and recipe.
