@@ -1,13 +1,13 @@
 #!/usr/bin/python3
-"""dtrain beside its PyTorch reference on the seq2seq, DCGAN, autoencoder and text classifier recipes, on this machine.
+"""dtrain beside its PyTorch reference on the seq2seq, DCGAN, autoencoder, text classifier and captioning recipes, on this machine.
 
 Both implementations run as separate single processes with the same thread count, the
 same settings (taken from the recipe's config file, with the same --set overrides applied
 to both) and the same number of steps. dtrain runs as `dtrain train CONFIG --set ...`;
-PyTorch as benchmarks/<recipe>_torch.py (seq2seq, dcgan, autoencoder, text_classifier).
+PyTorch as benchmarks/<recipe>_torch.py (seq2seq, dcgan, autoencoder, text_classifier, captioning).
 
   throughput   alternates dtrain, PyTorch, dtrain, ... for --rounds rounds, evaluation
-               off; prints each round's rates and the median tokens/s (seq2seq),
+               off; prints each round's rates and the median tokens/s (seq2seq, captioning),
                images/s (dcgan, autoencoder) or samples/s (text_classifier: dtrain's
                metrics records call it images_per_s) of each, with the ratio dtrain / PyTorch.
   quality      one full run of each. seq2seq: held-out loss, token accuracy and BLEU of
@@ -18,7 +18,9 @@ PyTorch as benchmarks/<recipe>_torch.py (seq2seq, dcgan, autoencoder, text_class
                whether dtrain's held-out loss is within 5% of PyTorch's. text_classifier:
                held-out accuracy, loss and the majority-class accuracy of both, and whether
                dtrain's accuracy is within 1 percentage point of PyTorch's and at least
-               --above-majority above the majority class.
+               --above-majority above the majority class. captioning: held-out loss, BLEU-4,
+               exact-caption rate and per-item correctness of both, and whether dtrain's
+               held-out loss is within 5% of PyTorch's.
 
 From the repository root, with Debian's python3-torch and python3-h5py:
 
@@ -30,6 +32,8 @@ From the repository root, with Debian's python3-torch and python3-h5py:
     /usr/bin/python3 benchmarks/compare_recipes.py quality --recipe autoencoder --steps 2000
     /usr/bin/python3 benchmarks/compare_recipes.py throughput --recipe text_classifier --steps 30 --rounds 3 --threads 2
     /usr/bin/python3 benchmarks/compare_recipes.py quality --recipe text_classifier --steps 3000
+    /usr/bin/python3 benchmarks/compare_recipes.py throughput --recipe captioning --steps 30 --rounds 3 --threads 2
+    /usr/bin/python3 benchmarks/compare_recipes.py quality --recipe captioning --steps 3000
 
 Logs, dtrain's metrics files, the samples and a summary JSON go to --out
 (runs/compare_recipes by default), in a folder per mode and recipe.
@@ -45,18 +49,20 @@ import time
 import tomllib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RECIPES = ["seq2seq", "dcgan", "autoencoder", "text_classifier"]
+RECIPES = ["seq2seq", "dcgan", "autoencoder", "text_classifier", "captioning"]
 CONFIGS = {"seq2seq": "configs/seq2seq_en_de.toml", "dcgan": "configs/dcgan_fashion_mnist.toml",
-           "autoencoder": "configs/autoencoder_fashion_mnist.toml", "text_classifier": "configs/langid_words.toml"}
+           "autoencoder": "configs/autoencoder_fashion_mnist.toml", "text_classifier": "configs/langid_words.toml",
+           "captioning": "configs/captioning_fashion_mnist.toml"}
 SCRIPTS = {r: r + "_torch.py" for r in RECIPES}
 # The rate's key in dtrain's train records, and in the reference's JSON line. dtrain's text
 # classifier counts samples (words) under the training loop's default key, images_per_s.
 UNIT = {"seq2seq": "tokens_per_s", "dcgan": "images_per_s", "autoencoder": "images_per_s",
-        "text_classifier": "images_per_s"}
+        "text_classifier": "images_per_s", "captioning": "tokens_per_s"}
 TORCH_UNIT = {"seq2seq": "tokens_per_s", "dcgan": "images_per_s", "autoencoder": "images_per_s",
-              "text_classifier": "samples_per_s"}
+              "text_classifier": "samples_per_s", "captioning": "tokens_per_s"}
 OPENMP_BLAS = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
-SHORT = {"seq2seq": "tok/s", "dcgan": "img/s", "autoencoder": "img/s", "text_classifier": "samples/s"}
+SHORT = {"seq2seq": "tok/s", "dcgan": "img/s", "autoencoder": "img/s", "text_classifier": "samples/s",
+         "captioning": "tok/s"}
 
 
 def fail(msg):
@@ -148,6 +154,14 @@ def torch_args(recipe, cfg):
         return common + ["--emb-dim", str(cfg.get("text.emb_dim", 32)), "--hidden", str(cfg.get("text.hidden", 128)),
                          "--layers", str(cfg.get("text.layers", 1)),
                          "--bidirectional" if cfg.get("text.bidirectional", True) else "--no-bidirectional"]
+    if recipe == "captioning":
+        check_same(cfg, "model.name", "captioning", "small_cnn", "the captioning recipe")
+        check_adam(cfg)
+        check_same(cfg, "data.normalize", "auto", "auto", "the file's mean and std")
+        return common + ["--conv-width", str(cfg.get("caption.conv_width", 16)),
+                         "--stages", str(cfg.get("caption.stages", 3)), "--emb-dim", str(cfg.get("caption.emb_dim", 32)),
+                         "--hidden", str(cfg.get("caption.hidden", 128)), "--captions", str(cfg.get("caption.captions", 5)),
+                         "--max-decode-len", str(cfg.get("caption.max_decode_len", 0))]
     if recipe == "seq2seq":
         check_same(cfg, "model.name", "seq2seq", "small_cnn", "the seq2seq recipe")
         check_adam(cfg)
@@ -291,8 +305,10 @@ def cmd_throughput(a):
     if a.steps <= a.warmup:
         fail(f"--steps ({a.steps}) must exceed --warmup ({a.warmup})")
     interval = max(a.warmup, 1)  # dtrain's first record then covers exactly the warm-up steps
-    if a.recipe == "seq2seq":
+    if a.recipe in ("seq2seq", "captioning"):
         d_extra, t_extra = ["data.test=", f"log.interval={interval}"], ["--test", "", "--log-interval", str(a.steps)]
+        if a.recipe == "captioning":
+            d_extra += ["caption.samples=", "caption.attention="]
     elif a.recipe == "dcgan":
         d_extra = ["gan.samples=", "gan.export=", f"log.interval={interval}", f"eval.interval={a.steps}"]
         t_extra = ["--log-interval", str(a.steps)]
@@ -353,6 +369,39 @@ def quality_seq2seq(a, r):
     print(f"| held-out loss | {d['test_loss']:.4f} | {t['test_loss']:.4f} |")
     print(f"| token accuracy | {d['token_accuracy']:.4f} | {t['token_accuracy']:.4f} |")
     print(f"| BLEU-4 | {d['bleu']:.2f} | {t['bleu']:.2f} |")
+    print(f"| train tokens/s (indicative; use throughput) | {fmt(d_rate, '.1f')} | {fmt(t.get('tokens_per_s'), '.1f')} |")
+    print(f"| run seconds (process) | {d_sec:.1f} | {t_sec:.1f} |")
+    print(f"held-out loss: dtrain {100 * rel:+.2f}% against pytorch; within 5%: {'yes' if ok else 'NO'}")
+    return {"dtrain": d, "pytorch": t, "dtrain_tokens_per_s": d_rate, "relative_loss_difference": rel,
+            "within_5_percent": ok}
+
+
+def quality_captioning(a, r):
+    if not r.cfg.get("data.test"):
+        fail("the config sets no data.test; the quality comparison needs the held-out file")
+    records, metrics, d_sec = r.dtrain("run", a.steps, [f"eval.interval={a.steps}",
+                                                        f"caption.samples={r.path('dtrain_scenes.png')}",
+                                                        f"caption.attention={r.path('dtrain_attention.png')}"])
+    evals = [x for x in records if x.get("kind") == "eval"]
+    if not evals:
+        fail(f"{metrics}: dtrain wrote no eval record")
+    d = dict(evals[-1])
+    for k in ("test_loss", "bleu", "exact", "item_accuracy", "cell_accuracy", "well_formed"):
+        if k not in d:
+            fail(f"{metrics}: the last eval record has no '{k}'")
+    d_rate = timed_rate(records, "tokens_per_s", 0, metrics)
+    t, t_sec = r.torch("run", a.steps, ["--log-interval", str(r.cfg.get("log.interval", 50))])
+    rel = (d["test_loss"] - t["test_loss"]) / t["test_loss"]
+    ok = abs(rel) <= 0.05
+    print(f"\ncaptioning quality, {a.steps} steps, {a.threads} threads, config {r.config}")
+    print("| | dtrain | pytorch |")
+    print("|---|---|---|")
+    print(f"| held-out loss per token | {d['test_loss']:.4f} | {t['test_loss']:.4f} |")
+    print(f"| BLEU-4 | {d['bleu']:.2f} | {t['bleu']:.2f} |")
+    print(f"| exact captions | {100 * d['exact']:.2f}% | {100 * t['exact']:.2f}% |")
+    print(f"| items named in the right place | {100 * d['item_accuracy']:.2f}% | {100 * t['item_accuracy']:.2f}% |")
+    print(f"| cells right (empty ones included) | {100 * d['cell_accuracy']:.2f}% | {100 * t['cell_accuracy']:.2f}% |")
+    print(f"| well-formed captions | {100 * d['well_formed']:.2f}% | {100 * t['well_formed']:.2f}% |")
     print(f"| train tokens/s (indicative; use throughput) | {fmt(d_rate, '.1f')} | {fmt(t.get('tokens_per_s'), '.1f')} |")
     print(f"| run seconds (process) | {d_sec:.1f} | {t_sec:.1f} |")
     print(f"held-out loss: dtrain {100 * rel:+.2f}% against pytorch; within 5%: {'yes' if ok else 'NO'}")
@@ -493,7 +542,7 @@ def quality_text_classifier(a, r):
 
 
 QUALITY = {"seq2seq": quality_seq2seq, "dcgan": quality_dcgan, "autoencoder": quality_autoencoder,
-           "text_classifier": quality_text_classifier}
+           "text_classifier": quality_text_classifier, "captioning": quality_captioning}
 
 
 def cmd_quality(a):

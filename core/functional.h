@@ -170,6 +170,12 @@ Attention attention(const Tensor& query, const Tensor& keys, const Tensor& value
 // without input feeding can use for all its steps (core/models/seq2seq.h).
 Attention attention_seq(const Tensor& queries, const Tensor& keys, const Tensor& values, const Tensor& src_lengths,
                         const Tensor& w = Tensor());
+// The same over the positions of a feature map (a captioning decoder attending to a
+// convolutional encoder's output, core/models/captioner.h): queries (B, T, H) over
+// features (B, C, Y, X), each of the P = Y * X positions one key and one value (its C
+// channels), none masked. context (B, T, C); weights (B, T, P), position p = y * X + x.
+// General scoring with w (H, C). No copy of the map: the gemms read it channel-major.
+Attention attention_map(const Tensor& queries, const Tensor& features, const Tensor& w = Tensor());
 
 }  // namespace dtrain::fn
 

@@ -400,6 +400,31 @@ Attention attention(const Tensor& query, const Tensor& keys, const Tensor& value
   return {context, weights};
 }
 
+namespace {
+
+// The scoring and weighting shared by attention_seq and attention_map: queries (B, T, H),
+// keys and values either sequence-major (B, S, Hk) and (B, S, Hv), or channel-major (B, Hk, S)
+// and (B, Hv, S) (`channel_major`: a feature map's positions); row (b, t) masked by
+// per_row[b * T + t] (S for none). The layouts differ only in which side of each batched
+// gemm is transposed.
+Attention attend(const Tensor& queries, const Tensor& keys, const Tensor& values, const std::vector<int64_t>& per_row,
+                 const Tensor& w, bool channel_major) {
+  const int64_t batch = queries.size(0), steps = queries.size(1), src = channel_major ? keys.size(2) : keys.size(1);
+  const int64_t key_dim = channel_major ? keys.size(1) : keys.size(2);
+  Tensor q = queries;
+  if (w.defined()) {  // general: q_t^T W for every step in one gemm
+    q = reshape(matmul(reshape(queries, {batch * steps, queries.size(2)}), w), {batch, steps, w.size(1)});
+  }
+  DT_CHECK(q.size(2) == key_dim, "attention: queries ", q.str(), " do not match keys ", keys.str());
+  Tensor scores = bmm(q, keys, false, !channel_major);  // (B, T, S)
+  Tensor rows = Tensor::from_vector(per_row, {batch * steps}).to(keys.device());
+  Tensor weights = reshape(masked_softmax(reshape(scores, {batch * steps, src}), rows), {batch, steps, src});
+  Tensor context = bmm(weights, values, false, channel_major);  // (B, T, Hv)
+  return {context, weights};
+}
+
+}  // namespace
+
 Attention attention_seq(const Tensor& queries, const Tensor& keys, const Tensor& values, const Tensor& src_lengths,
                         const Tensor& w) {
   DT_CHECK(queries.defined() && keys.defined() && values.defined() && queries.ndim() == 3 && keys.ndim() == 3 &&
@@ -407,12 +432,6 @@ Attention attention_seq(const Tensor& queries, const Tensor& keys, const Tensor&
                values.size(1) == keys.size(1),
            "attention_seq: expected queries (B, T, H), keys (B, S, Hk), values (B, S, Hv)");
   const int64_t batch = queries.size(0), steps = queries.size(1), src = keys.size(1);
-  Tensor q = queries;
-  if (w.defined()) {  // general: q_t^T W for every step in one gemm
-    q = reshape(matmul(reshape(queries, {batch * steps, queries.size(2)}), w), {batch, steps, w.size(1)});
-  }
-  DT_CHECK(q.size(2) == keys.size(2), "attention_seq: queries ", q.str(), " do not match keys ", keys.str());
-  Tensor scores = bmm(q, keys, false, true);  // (B, T, S)
   // Each row (b, t) is masked by src_lengths[b].
   std::vector<int64_t> per_row(static_cast<size_t>(batch * steps), src);
   if (src_lengths.defined()) {
@@ -422,10 +441,19 @@ Attention attention_seq(const Tensor& queries, const Tensor& keys, const Tensor&
       std::fill_n(per_row.begin() + b * steps, steps, l[static_cast<size_t>(b)]);
     }
   }
-  Tensor rows = Tensor::from_vector(per_row, {batch * steps}).to(keys.device());
-  Tensor weights = reshape(masked_softmax(reshape(scores, {batch * steps, src}), rows), {batch, steps, src});
-  Tensor context = bmm(weights, values);  // (B, T, Hv)
-  return {context, weights};
+  return attend(queries, keys, values, per_row, w, false);
+}
+
+Attention attention_map(const Tensor& queries, const Tensor& features, const Tensor& w) {
+  DT_CHECK(queries.defined() && features.defined() && queries.ndim() == 3 && features.ndim() == 4 &&
+               features.size(0) == queries.size(0),
+           "attention_map: expected queries (B, T, H) and features (B, C, Y, X), got ",
+           queries.defined() ? queries.str() : "undefined", " and ", features.defined() ? features.str() : "undefined");
+  const int64_t batch = features.size(0), positions = features.size(2) * features.size(3);
+  // (B, C, Y, X) is (B, C, P) in memory: the positions as channel-major keys and values.
+  Tensor set = reshape(features, {batch, features.size(1), positions});
+  return attend(queries, set, set, std::vector<int64_t>(static_cast<size_t>(batch * queries.size(1)), positions), w,
+                true);
 }
 
 }  // namespace dtrain::fn

@@ -133,6 +133,17 @@ InspectResult inspect(const std::string& path, const InspectOptions& options) {
         std::snprintf(buf, sizeof buf, "%6.2f%%", 100.0 * static_cast<double>(counts[k]) / static_cast<double>(s.n));
         os << "  " << k << " " << s.classes[k] << ": " << counts[k] << " (" << buf << ")\n";
       }
+    } else if (kind == Kind::ImageCaptions) {
+      CaptionSchema c = validate_captions(f);
+      const ImageSchema& s = c.images;
+      os << "samples: " << c.n << "\n"
+         << "images: u8 (" << s.n << ", " << s.height << ", " << s.width << ", " << s.channels << ") (N, H, W, C)\n"
+         << "captions: i32 (" << c.n << ", " << c.max_len << "), vocabulary " << c.vocab.size()
+         << " words, one per word\n"
+         << "storage: " << storage(s.chunk_rows, s.filters) << "\n";
+      os << "items: " << c.classes.size() << " (";
+      for (size_t k = 0; k < c.classes.size(); ++k) os << (k ? ", " : "") << c.classes[k];
+      os << ")" << (c.has_items ? ", per cell in /items" : "") << "\n";
     } else {
       ImageSchema s = validate_images(f, kind == Kind::ImageClassification);
       char buf[64];

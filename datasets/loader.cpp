@@ -77,6 +77,7 @@ struct Loader::Impl {
   ImageSchema images;
   PairSchema pairs;
   SequenceSchema sequences;
+  CaptionSchema captions;
   int64_t num_samples = 0;
   std::vector<Field> fields;
   std::vector<float> lut;  // (C, 256) normalization table
@@ -119,7 +120,7 @@ struct Loader::Impl {
     if (on_cuda()) cuda::check_device(cfg.device.index);
     io::H5File f = io::H5File::open_read(cfg.path);
     kind = detect_kind(f);
-    if (cfg.images_only && kind == Kind::ImageClassification) kind = Kind::ImageOnly;
+    if (cfg.images_only && (kind == Kind::ImageClassification || kind == Kind::ImageCaptions)) kind = Kind::ImageOnly;
     int64_t n = 0;
     std::string lead;
     if (kind == Kind::SequencePairs || kind == Kind::SequenceClassification) {
@@ -148,7 +149,15 @@ struct Loader::Impl {
         fields.push_back({name, std::move(r), dtype, sample, bytes});
       }
     } else {
-      images = validate_images(f, kind == Kind::ImageClassification);
+      if (kind == Kind::ImageCaptions) {
+        // Left and right are words of the captions: a flip or a shift would make them lie.
+        DT_CHECK_AS(!cfg.augment.any(), ValueError, "Loader: '", cfg.path, "' holds image captions that say where "
+                    "each item is; image augmentation (flips, crops) does not apply");
+        captions = validate_captions(f);
+        images = captions.images;
+      } else {
+        images = validate_images(f, kind == Kind::ImageClassification);
+      }
       n = images.n;
       encoded = images.encoded;
       lead = encoded ? (f.has("/labels") ? "/labels" : "/offsets") : "/images";
@@ -207,6 +216,11 @@ struct Loader::Impl {
       }
       if (kind == Kind::ImageClassification) {
         fields.push_back({"/labels", RowReader::open(f, "/labels", 0), DType::I64, {}, 8});
+      } else if (kind == Kind::ImageCaptions) {
+        RowReader r = RowReader::open(f, "/captions", 0);
+        const size_t bytes = r.row_bytes();
+        fields.push_back({"/captions", std::move(r), DType::I32, {captions.max_len}, bytes});
+        fields.push_back({"/caption_len", RowReader::open(f, "/caption_len", 0), DType::I32, {}, 4});
       }
     }
     num_samples = n;
@@ -279,7 +293,7 @@ struct Loader::Impl {
           dst[f] = static_cast<uint8_t*>(s.out[f].raw_data());
         }
       }
-      const bool images = kind == Kind::ImageClassification || kind == Kind::ImageOnly;
+      const bool images = kind == Kind::ImageClassification || kind == Kind::ImageOnly || kind == Kind::ImageCaptions;
       const bool stage = images && !direct_images;
       // Bytes of one stored sample in the staging buffer (raw files; encoded ones vary).
       const int64_t sample_bytes = images ? in_h * in_w * this->images.channels : 0;
@@ -517,6 +531,10 @@ struct Loader::Impl {
     } else {
       b.images = out[0];
       if (kind == Kind::ImageClassification) b.labels = out[1];
+      if (kind == Kind::ImageCaptions) {
+        b.tokens = out[1];
+        b.lengths = out[2];
+      }
     }
     if (on_cuda()) s.copied.wait(Stream::current(cfg.device));
     returned = idx;
@@ -580,9 +598,15 @@ Loader::~Loader() { impl_->shutdown(); }
 
 Kind Loader::kind() const { return impl_->kind; }
 const ImageSchema& Loader::image_schema() const {
-  DT_CHECK(impl_->kind == Kind::ImageClassification || impl_->kind == Kind::ImageOnly, "Loader: '", impl_->cfg.path,
-           "' holds ", kind_name(impl_->kind), ", not images");
+  DT_CHECK(impl_->kind == Kind::ImageClassification || impl_->kind == Kind::ImageOnly ||
+               impl_->kind == Kind::ImageCaptions,
+           "Loader: '", impl_->cfg.path, "' holds ", kind_name(impl_->kind), ", not images");
   return impl_->images;
+}
+const CaptionSchema& Loader::caption_schema() const {
+  DT_CHECK(impl_->kind == Kind::ImageCaptions, "Loader: '", impl_->cfg.path, "' holds ", kind_name(impl_->kind),
+           ", not image captions");
+  return impl_->captions;
 }
 const PairSchema& Loader::pair_schema() const {
   DT_CHECK(impl_->kind == Kind::SequencePairs, "Loader: '", impl_->cfg.path, "' holds ", kind_name(impl_->kind),

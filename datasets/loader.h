@@ -70,7 +70,8 @@ struct LoaderConfig {
 // file's mean/std, or u8 (B, H, W, C) when raw) and labels (i64 (B,)); sequence-pair files
 // fill src, tgt (i32 (B, Lmax)) and src_len, tgt_len (i32 (B,)); sequence-classification
 // files fill tokens (i32 (B, Lmax), <pad> = 0 past each length), lengths (i32 (B,)) and
-// labels (i64 (B,)).
+// labels (i64 (B,)); image-caption files fill images (as image files), tokens (the
+// captions, i32 (B, Lmax)) and lengths (i32 (B,)).
 struct Batch {
   Position at;    // where this global batch started
   Position next;  // where the next one starts (the cursor to checkpoint after this step)
@@ -90,9 +91,10 @@ class Loader {
   Loader& operator=(const Loader&) = delete;
 
   Kind kind() const;
-  const ImageSchema& image_schema() const;  // image files only
+  const ImageSchema& image_schema() const;  // image files (image-caption files: their images)
   const PairSchema& pair_schema() const;    // sequence-pair files only
   const SequenceSchema& sequence_schema() const;  // sequence-classification files only
+  const CaptionSchema& caption_schema() const;    // image-caption files only
   int64_t num_samples() const;              // N of the file, whatever its kind
   const BlockSampler& sampler() const;
   int64_t batches_per_epoch() const;

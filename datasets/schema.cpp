@@ -11,6 +11,7 @@ std::string kind_name(Kind k) {
     case Kind::ImageOnly: return "image-only";
     case Kind::SequencePairs: return "sequence pairs";
     case Kind::SequenceClassification: return "sequence classification";
+    case Kind::ImageCaptions: return "image captions";
   }
   return "?";
 }
@@ -172,6 +173,7 @@ void read_normalization(const io::H5File& f, ImageSchema* out) {
 Kind detect_kind(const io::H5File& f) {
   if (f.has("/src") || f.has("/tgt")) return Kind::SequencePairs;
   if (f.has("/tokens")) return Kind::SequenceClassification;
+  if (f.has("/captions")) return Kind::ImageCaptions;
   if (f.has("/labels")) return Kind::ImageClassification;
   if (f.has("/images") || f.has("/encoded")) return Kind::ImageOnly;
   DT_THROW(IoError, "dataset file '", f.path(), "': missing dataset '/images' (or '/src' for sequence pairs): ",
@@ -335,6 +337,64 @@ SequenceSchema validate_sequences(const io::H5File& f) {
         DT_THROW(IoError, where(f, "/tokens"), ": token id ", p[i * s.max_len + j], " at row ", i, ", position ", j,
                  " is past the row's length ", l[i], " (from '/lengths'); positions past the length must hold "
                  "<pad> (id 0)");
+      }
+    }
+  }
+  return s;
+}
+
+CaptionSchema validate_captions(const io::H5File& f) {
+  CaptionSchema s;
+  const std::string schema = "image-caption";
+  for (const char* d : {"/images", "/captions", "/caption_len", "/vocab"}) require_dataset(f, d, schema);
+  s.images = validate_images(f, false);
+  Shape captions = check_array(f, "/captions", DType::I32, 2, "(N, Lmax)");
+  Shape lengths = check_array(f, "/caption_len", DType::I32, 1, "(N,)");
+  s.n = captions[0];
+  s.max_len = captions[1];
+  check_length(f, "/captions", s.n, "/images", s.images.n);
+  check_length(f, "/caption_len", lengths[0], "/images", s.images.n);
+  std::vector<std::string> caption_filters;
+  chunk_info(f, "/captions", &s.chunk_rows, &caption_filters);
+  if (!f.has_attribute("/", "classes")) {
+    DT_THROW(IoError, "dataset file '", f.path(), "', attribute 'classes' of '/': missing; a file of the ", schema,
+             " schema names the items its captions describe (a list of strings)");
+  }
+  s.classes = f.get_attribute<std::vector<std::string>>("/", "classes");
+  s.vocab = check_vocab(f, "/vocab", schema);
+  check_lengths(f, "/caption_len", s.max_len);
+  const int64_t vocab_size = static_cast<int64_t>(s.vocab.size());
+  check_ids(f, "/captions", vocab_size);
+  Tensor ids = f.read("/captions"), len = f.read("/caption_len");
+  const int32_t* p = ids.data<int32_t>();
+  const int32_t* l = len.data<int32_t>();
+  for (int64_t i = 0; i < s.n; ++i) {
+    const int32_t* row = p + i * s.max_len;
+    if (l[i] < 2 || row[0] != 1 || row[l[i] - 1] != 2) {
+      DT_THROW(IoError, where(f, "/captions"), ": caption at row ", i, " (length ", l[i], " from '/caption_len') does "
+               "not run from <s> (id 1) to </s> (id 2); every caption is '<s> words </s>'");
+    }
+    for (int64_t j = l[i]; j < s.max_len; ++j) {
+      if (row[j] != 0) {
+        DT_THROW(IoError, where(f, "/captions"), ": token id ", row[j], " at row ", i, ", position ", j,
+                 " is past the row's length ", l[i], " (from '/caption_len'); positions past the length must hold "
+                 "<pad> (id 0)");
+      }
+    }
+  }
+  for (const char* d : {"/items", "/sources"}) {
+    if (!f.has(d)) continue;
+    Shape shape = check_array(f, d, DType::I64, 2, "(N, cells)");
+    check_length(f, d, shape[0], "/images", s.n);
+    if (std::string(d) != "/items") continue;
+    s.has_items = true;
+    Tensor items = f.read(d);
+    const int64_t* q = items.data<int64_t>();
+    const int64_t k = static_cast<int64_t>(s.classes.size());
+    for (int64_t i = 0; i < items.numel(); ++i) {
+      if (q[i] < -1 || q[i] >= k) {
+        DT_THROW(IoError, where(f, d), ": class ", q[i], " at row ", i / shape[1], ", cell ", i % shape[1],
+                 " is outside [-1, ", k, ") (-1: an empty cell; ", k, " names in attribute 'classes')");
       }
     }
   }

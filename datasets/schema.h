@@ -24,6 +24,13 @@
 //                         [0, K); /vocab 1-D strings containing <pad> <s> </s> <unk>; root
 //                         attributes classes (K names), tokens ("chars" or "words"; "chars"
 //                         when absent). Written by `dtrain data convert words`.
+//   image captions:       /images uint8 (N, H, W, C) as above; /captions int32 (N, Lmax)
+//                         "<s> words </s>" padded with <pad> (0); /caption_len int32 (N,)
+//                         in [2, Lmax]; /vocab 1-D strings containing <pad> <s> </s> <unk>;
+//                         root attributes classes (the items the captions name), mean, std;
+//                         optional /items, /sources int64 (N, 4) (each cell's class and
+//                         source row, -1 for an empty cell). Written by `dtrain data synth
+//                         captions` (datasets/captions.h).
 //
 // Every violation throws IoError naming the file, the dataset (or attribute) and the
 // problem, with what to do. Validation reads the labels / lengths / ids in full (a few
@@ -36,7 +43,7 @@
 
 namespace dtrain::data {
 
-enum class Kind { ImageClassification, ImageOnly, SequencePairs, SequenceClassification };
+enum class Kind { ImageClassification, ImageOnly, SequencePairs, SequenceClassification, ImageCaptions };
 std::string kind_name(Kind k);
 
 // The special tokens every vocabulary holds, at these ids in files dtrain writes.
@@ -86,8 +93,19 @@ struct SequenceSchema {
   int64_t num_classes() const { return static_cast<int64_t>(classes.size()); }
 };
 
+// Image captioning: images with one caption each (datasets/captions.h).
+struct CaptionSchema {
+  ImageSchema images;                // /images, mean, std (has_labels false; classes below)
+  int64_t n = 0, max_len = 0;        // captions (N, Lmax), <s> and </s> included
+  std::vector<std::string> vocab;
+  std::vector<std::string> classes;  // attribute 'classes': the items the captions name
+  bool has_items = false;            // /items present
+  int64_t chunk_rows = 0;            // of /captions
+};
+
 // Which schema the file follows, judged by the datasets present (/src -> pairs, /tokens
-// -> sequence classification, /labels -> image classification, /images -> image-only).
+// -> sequence classification, /captions -> image captions, /labels -> image
+// classification, /images -> image-only).
 // Throws IoError when it follows none.
 Kind detect_kind(const io::H5File& f);
 
@@ -100,6 +118,8 @@ std::vector<int64_t> read_encoded_offsets(const io::H5File& f);
 PairSchema validate_pairs(const io::H5File& f);
 // Also checks that every position past a row's length holds <pad> (0).
 SequenceSchema validate_sequences(const io::H5File& f);
+// Also checks <s> first, </s> last and <pad> past each caption's length.
+CaptionSchema validate_captions(const io::H5File& f);
 
 // Class counts of an image or sequence classification file (from /labels).
 std::vector<int64_t> class_counts(const io::H5File& f, const ImageSchema& s);

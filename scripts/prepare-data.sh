@@ -2,6 +2,9 @@
 # Turns Debian's dataset packages into dtrain's HDF5 dataset files (docs/DATASETS.md):
 #
 #   dataset-fashion-mnist  (MIT)  -> data/fashion_mnist_{train,test}.h5   60,000 / 10,000 images
+#                                 -> data/captions_fashion_mnist_{train,test}.h5  20,000 / 1,000
+#                                    captioned 2 x 2 scenes of those items (train scenes of the
+#                                    train images, test scenes of the test images; seed 1)
 #   dict-freedict-eng-deu  (GPL)  -> data/phrases_en_de_{train,test}.h5   example phrase pairs
 #                                    with both sides at most 40 characters, split 90/10 by seed;
 #                                    data/phrases_en_de_chars_{train,test}.h5  the same pairs and
@@ -63,6 +66,18 @@ for split in train test; do
   fi
 done
 
+# Captioned scenes of Fashion-MNIST items (docs/CAPTIONING.md). Same items and seed, same bytes.
+cap_train="$out/captions_fashion_mnist_train.h5" cap_test="$out/captions_fashion_mnist_test.h5"
+if fresh "$cap_train" || fresh "$cap_test"; then
+  "$dtrain" data synth captions --train-images "$out/fashion_mnist_train.h5" --test-images "$out/fashion_mnist_test.h5" \
+    --n-train 20000 --n-test 1000 --empty 0.25 --seed 1 --chunk-rows 64 --out-train "$cap_train.tmp" \
+    --out-test "$cap_test.tmp"
+  mv "$cap_train.tmp" "$cap_train"
+  mv "$cap_test.tmp" "$cap_test"
+else
+  echo "kept $cap_train and $cap_test (use --force to rebuild)"
+fi
+
 dict=/usr/share/dictd/freedict-eng-deu.dict.dz
 if [ ! -r "$dict" ]; then
   echo "prepare-data: $dict is missing: sudo apt-get install dict-freedict-eng-deu" >&2
@@ -117,6 +132,6 @@ else
   echo "kept $train and $test (use --force to rebuild)"
 fi
 
-for f in "$out"/fashion_mnist_{train,test}.h5 "${pair_files[@]}" "$train" "$test"; do
-  "$dtrain" data inspect "$f" | grep -E '^(file|schema|samples|images|src|tgt|tokens|classes):'
+for f in "$out"/fashion_mnist_{train,test}.h5 "$cap_train" "$cap_test" "${pair_files[@]}" "$train" "$test"; do
+  "$dtrain" data inspect "$f" | grep -E '^(file|schema|samples|images|captions|src|tgt|tokens|classes):'
 done

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "datasets/captions.h"
 #include "datasets/convert.h"
 #include "datasets/convert_folder.h"
 #include "datasets/inspect.h"
@@ -285,6 +286,42 @@ const std::map<std::string, Command>& commands() {
                                     positive(p, "channels"), positive(p, "classes"),
                                     static_cast<uint64_t>(p.get_int("seed")), write_options(p));
         }}},
+      {"synth captions",
+       {"captioned 2 x 2 scenes of an image file's items, train scenes of the train images, test scenes of the test "
+        "images",
+        [](cli::ArgParser& p) {
+          p.add_option("train-images", "FILE", "image classification file whose items make the train scenes",
+                       "data/fashion_mnist_train.h5");
+          p.add_option("test-images", "FILE", "image classification file whose items make the test scenes",
+                       "data/fashion_mnist_test.h5");
+          p.add_option("out-train", "FILE", "the train file to write (replaced if present)");
+          p.add_option("out-test", "FILE", "the test file to write (replaced if present)");
+          p.add_option("n-train", "N", "train scenes", "10000");
+          p.add_option("n-test", "N", "test scenes", "1000");
+          p.add_option("empty", "P", "probability of a cell being empty (a scene with no item is drawn again)",
+                       "0.25");
+          p.add_option("seed", "N", "seed of the scenes", "0");
+          add_write_options(p);
+          p.set_epilog(
+              "Cells are filled row by row (top left, top right, bottom left, bottom right); the caption says\n"
+              "the top row, then the bottom row, e.g. 'a bag and a sneaker above , a coat on the right below'\n"
+              "(the grammar: docs/DATASETS.md, \"Image captions\"). Same inputs and seed, same file bytes.\n");
+        },
+        [](const cli::ArgParser& p) {
+          for (const char* o : {"out-train", "out-test"}) {
+            if (!p.has(o)) DT_THROW(ConfigError, "dtrain data synth captions: --", o, " is required");
+          }
+          data::CaptionsOptions o;
+          o.n_train = positive(p, "n-train");
+          o.n_test = positive(p, "n-test");
+          o.empty_prob = p.get_double("empty");
+          if (o.empty_prob < 0 || o.empty_prob >= 1) {
+            DT_THROW(ConfigError, "--empty must be in [0, 1), got ", o.empty_prob);
+          }
+          o.seed = static_cast<uint64_t>(p.get_int("seed"));
+          return data::synth_captions(p.get("train-images"), p.get("test-images"), p.get("out-train"),
+                                      p.get("out-test"), o, write_options(p));
+        }}},
       {"synth pairs",
        {"a seeded synthetic sequence-pair set (the target reverses the source)",
         [](cli::ArgParser& p) {
@@ -315,6 +352,7 @@ constexpr const char* kUsage =
     "  convert folder  a folder of JPEG/PNG images (a subfolder per class) -> image classification file\n"
     "  synth images    seeded synthetic images\n"
     "  synth pairs     seeded synthetic sequence pairs\n"
+    "  synth captions  captioned 2 x 2 scenes of an image file's items -> train/test image-caption files\n"
     "  inspect FILE    schema, counts, class balance and validation of a file (--verify: decode every image)\n"
     "\n"
     "Run 'dtrain data SUBCOMMAND --help' for its options.\n";

@@ -103,6 +103,18 @@ struct TextRecipeConfig {
   std::string confusion;       // text.confusion: PNG of the confusion matrix at each evaluation ("{step}"); "" none
 };
 
+// The captioning recipe (model.name = "captioning", docs/CAPTIONING.md).
+struct CaptionRecipeConfig {
+  int64_t conv_width = 16;     // caption.conv_width: channels of the encoder's first stage (doubled per stage)
+  int64_t stages = 3;          // caption.stages: encoder stages (conv 3x3, ReLU, max-pool 2)
+  int64_t emb_dim = 32;        // caption.emb_dim: word embedding width
+  int64_t hidden = 128;        // caption.hidden: decoder LSTM units
+  int64_t captions = 5;        // caption.captions: test scenes printed with their generated caption at each evaluation
+  int64_t max_decode_len = 0;  // caption.max_decode_len: greedy decoding limit; 0 = the test file's caption length
+  std::string samples;         // caption.samples: PNG of the printed test scenes ("{step}" -> the step); "" none
+  std::string attention;       // caption.attention: PNG of the first printed scene's attention per step; "" none
+};
+
 struct Config {
   std::string source;  // where it was read from ("" for defaults only)
 
@@ -122,6 +134,7 @@ struct Config {
   Seq2SeqRecipeConfig seq2seq;
   AutoencoderRecipeConfig autoencoder;
   TextRecipeConfig text;
+  CaptionRecipeConfig caption;
   ScheduleConfig schedule;
   int64_t log_interval = 50;   // log.interval
   std::string log_metrics;     // log.metrics: JSON-lines path ("" none)

@@ -7,6 +7,7 @@ namespace dtrain::launcher {
 
 // Each recipe's entry, defined at the end of its file under recipes/.
 RecipeEntry autoencoder_recipe();
+RecipeEntry captioning_recipe();
 RecipeEntry classifier_recipe();
 RecipeEntry dcgan_recipe();
 RecipeEntry seq2seq_recipe();
@@ -19,6 +20,7 @@ const std::vector<RecipeEntry>& recipe_table() {
       dcgan_recipe(),
       seq2seq_recipe(),
       text_classifier_recipe(),
+      captioning_recipe(),
   };
   return table;
 }

@@ -138,6 +138,17 @@ class EmuRecipe : public ::testing::TestWithParam<RecipeCase> {
       make = bin() + " data convert words --dict-dir " + dir_.string() + " --out-train " + train + " --out-test " +
              (dir_ / "test.h5").string() + " --test-fraction 0.2";
     }
+    if (std::string(GetParam().data) == "captions") {
+      // Scenes of 8x8 items of 3 classes: 16x16 captioned images.
+      for (const char* split : {"train", "test"}) {
+        CliRun items = shell(bin() + " data synth images --n 48 --height 8 --width 8 --channels 1 --classes 3 --out " +
+                             (dir_ / (std::string("items_") + split + ".h5")).string());
+        ASSERT_EQ(items.exit_code, 0) << items.output;
+      }
+      make = bin() + " data synth captions --train-images " + (dir_ / "items_train.h5").string() + " --test-images " +
+             (dir_ / "items_test.h5").string() + " --out-train " + train + " --out-test " +
+             (dir_ / "test.h5").string() + " --n-train 64 --n-test 16 --seed 1";
+    }
     CliRun r = shell(make);
     ASSERT_EQ(r.exit_code, 0) << r.output;
     config_ = (dir_ / "recipe.toml").string();
@@ -212,6 +223,10 @@ INSTANTIATE_TEST_SUITE_P(
         RecipeCase{"text_classifier", "words",
                    "[model]\nname = \"text_classifier\"\n[text]\nemb_dim = 8\nhidden = 8\n"
                    "[optimizer]\nname = \"adam\"\nlr = 0.02\n",
+                   8},
+        RecipeCase{"captioning", "captions",
+                   "[model]\nname = \"captioning\"\n[caption]\nconv_width = 4\nstages = 2\nemb_dim = 8\nhidden = 8\n"
+                   "[optimizer]\nname = \"adam\"\nlr = 0.01\n",
                    8}),
     print_case);
 

@@ -171,6 +171,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         dtrain::data::class_counts(f, dtrain::data::validate_sequences(f));
         names = {"tokens", "lengths", "labels"};
         break;
+      case Kind::ImageCaptions:
+        dtrain::data::validate_captions(f);
+        names = {"images", "captions", "caption_len"};
+        break;
     }
     for (const char* name : names) {
       read_rows(f, name, true);

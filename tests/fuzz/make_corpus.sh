@@ -66,6 +66,11 @@ printf 'apfel\tA\tB\nhaus\tC\tD\nbaum\tE\tF\nkatze\tG\tH\nhund\tI\tJ\nmaus\tK\tL
 printf 'chat\tA\tB\nchien\tC\tD\nmaison\tE\tF\npomme\tG\tH\n' > "$tmp/dict/freedict-fra-eng.index"
 "$dtrain" data convert words --dict-dir "$tmp/dict" --languages deu,fra --out-train "$out/dataset/words.h5" \
   --out-test "$tmp/words_test.h5" --test-fraction 0.3 --chunk-rows 4 > /dev/null
+# image captions: scenes of 2x2 items.
+"$dtrain" data synth images --out "$tmp/items.h5" --n 6 --height 2 --width 2 --channels 1 --classes 2 > /dev/null
+"$dtrain" data synth captions --train-images "$tmp/items.h5" --test-images "$tmp/items.h5" \
+  --out-train "$out/dataset/captions.h5" --out-test "$tmp/captions_test.h5" --n-train 6 --n-test 1 --chunk-rows 4 \
+  > /dev/null
 
 # encoded images: a tiny folder (an RGBA PNG, a progressive and a CMYK JPEG) converted.
 mkdir -p "$tmp/folder/a" "$tmp/folder/b"

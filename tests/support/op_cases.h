@@ -198,6 +198,17 @@ inline const std::vector<OpCase>& op_cases() {
          // Both outputs, the context squared so its gradient depends on its value.
          return fn::add(a.weights, fn::bmm(fn::mul(a.context, a.context), x[2], false, true));
        }},
+      {"attention_map_dot", {{{2, 3, 3}}, {{2, 3, 2, 2}}},
+       [](V x) {
+         fn::Attention a = fn::attention_map(x[0], x[1]);
+         return fn::add(a.weights, fn::bmm(fn::mul(a.context, a.context), fn::reshape(x[1], {2, 3, 4})));
+       }},
+      {"attention_map_general", {{{2, 3, 2}}, {{2, 3, 1, 3}}, {{2, 3}}},
+       [](V x) {
+         fn::Attention a = fn::attention_map(x[0], x[1], x[2]);
+         // Both outputs, the context (B, T, C) squared so its gradient depends on its value.
+         return fn::add(a.weights, fn::bmm(fn::mul(a.context, a.context), fn::reshape(x[1], {2, 3, 3})));
+       }},
       {"attention_dot", {{{3, 2}}, {{3, 4, 2}}, {{3, 4, 3}}},
        [](V x) {
          fn::Attention a = fn::attention(x[0], x[1], x[2], seq_ids({4, 1, 2}, {3}, x[0]));
