@@ -106,7 +106,8 @@ struct OpenDataset {
 // what it claims, check_stored_size() compares the claim with the bytes the file stores
 // for it: compressed data expands at most about 1032-fold (deflate's limit), so a claim of
 // more than 16 MiB beyond 1100 times the stored bytes is refused as a damaged shape (or
-// storage that was never written) instead of ending in std::bad_alloc.
+// storage that was never written) instead of ending in std::bad_alloc. Files open for
+// writing are not checked: their data may still be in HDF5's caches.
 void check_stored_size(hid_t obj, bool attribute, double elements, size_t element_bytes, const std::string& where);
 
 // Opens dataset `name` of `f` (fid: f.file_id()) and works out its dtype and shape. Throws
