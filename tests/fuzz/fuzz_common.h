@@ -48,6 +48,9 @@ inline bool seeds_must_pass() {
   return on;
 }
 
+// libFuzzer runs an empty input before the corpus; it is no seed.
+inline bool empty_input_among_seeds(size_t size) { return size == 0 && seeds_must_pass(); }
+
 [[noreturn]] inline void seed_refused(const std::string& why) {
   std::fprintf(stderr, "fuzz: a seed input was refused: %s\n", why.c_str());
   std::abort();

@@ -9,6 +9,7 @@
 #include "tests/fuzz/fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (dtrain::fuzz::empty_input_among_seeds(size)) return 0;
   std::string input(reinterpret_cast<const char*>(data), size);
   std::string toml = input, rest;
   if (auto nul = input.find('\0'); nul != std::string::npos) {

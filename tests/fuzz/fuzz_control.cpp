@@ -9,6 +9,7 @@
 using namespace dtrain::control::wire;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (dtrain::fuzz::empty_input_among_seeds(size)) return 0;
   if (size < kHeaderBytes) return 0;
   MsgType type{};
   uint32_t length = 0;

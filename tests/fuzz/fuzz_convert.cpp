@@ -8,6 +8,7 @@
 #include "tests/fuzz/fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (dtrain::fuzz::empty_input_among_seeds(size)) return 0;
   namespace fs = std::filesystem;
   namespace D = dtrain::data;
   if (size < 2) return 0;
