@@ -4,6 +4,7 @@
 // of dimensions (3 for images N x rows x cols, 1 for labels), then D 32-bit sizes, then
 // the data in row-major order.
 #include <algorithm>
+#include <limits>
 #include <sstream>
 
 #include "datasets/convert.h"
@@ -32,13 +33,20 @@ std::vector<int64_t> idx_header(const std::vector<uint8_t>& bytes, const std::st
   size_t header = 4 + 4 * static_cast<size_t>(want_dims);
   if (bytes.size() < header) DT_THROW(IoError, "IDX file '", path, "': truncated header");
   std::vector<int64_t> dims;
-  int64_t total = 1;
+  // Up to three 32-bit sizes: the product can pass 2^63, so it is formed without overflow.
+  unsigned __int128 total = 1;
   for (int i = 0; i < want_dims; ++i) {
     dims.push_back(be32(bytes.data() + 4 + 4 * i));
-    total *= dims.back();
+    total *= static_cast<uint64_t>(dims.back());
   }
-  if (bytes.size() - header != static_cast<size_t>(total)) {
-    DT_THROW(IoError, "IDX file '", path, "': the header promises ", total, " bytes of data but the file holds ",
+  if (total != static_cast<unsigned __int128>(bytes.size() - header)) {
+    std::ostringstream promised;
+    if (total > std::numeric_limits<uint64_t>::max()) {
+      promised << "more than 2^64";
+    } else {
+      promised << static_cast<uint64_t>(total);
+    }
+    DT_THROW(IoError, "IDX file '", path, "': the header promises ", promised.str(), " bytes of data but the file holds ",
              bytes.size() - header, " (truncated or damaged; download it again)");
   }
   *data_offset = header;

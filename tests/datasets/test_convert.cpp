@@ -93,6 +93,20 @@ TEST_F(ConvertTest, IdxErrorsNameTheFile) {
     EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
   }
   EXPECT_THROW(convert_idx(file("none"), lb, file("o.h5"), {}, {}), IoError);
+  // Sizes whose product passes 2^64 (found by fuzzing: the product overflowed int64).
+  std::vector<uint8_t> huge;
+  put_be32(huge, 0x803);
+  for (int i = 0; i < 3; ++i) put_be32(huge, 0xffffffffu);
+  huge.resize(huge.size() + 6);
+  write_bytes(im, huge, false);
+  try {
+    convert_idx(im, lb, file("o.h5"), {}, {});
+    ADD_FAILURE();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("promises more than 2^64 bytes of data but the file holds 6"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST_F(ConvertTest, Cifar) {
