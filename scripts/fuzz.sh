@@ -39,6 +39,8 @@ if ! grep -q '^DTRAIN_FUZZ:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
 fi
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+# Third-party leaks only (tests/sanitizers/lsan.supp says why for each).
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$root/tests/sanitizers/lsan.supp}"
 status=0
 for t in "${targets[@]}"; do
   bin="$build/tests/fuzz/fuzz_$t"
@@ -51,13 +53,15 @@ for t in "${targets[@]}"; do
   # Scratch files of the targets go to a private directory, removed afterwards.
   scratch="$(mktemp -d)"
   set +e
-  TMPDIR="$scratch" "$bin" "$corpus" "$seeds" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -jobs="$jobs" -workers="$jobs" -artifact_prefix="$findings/" -print_final_stats=1 > "$log" 2>&1
+  parallel=()
+  [ "$jobs" -gt 1 ] && parallel=(-jobs="$jobs" -workers="$jobs")
+  # With -jobs, each worker logs to fuzz-<n>.log in the current directory: the scratch one.
+  (cd "$scratch" && TMPDIR="$scratch" "$bin" "$corpus" "$seeds" -max_total_time="$seconds" -timeout=10 \
+    -rss_limit_mb=2048 "${parallel[@]}" -artifact_prefix="$findings/" -print_final_stats=1 > "$log" 2>&1)
   rc=$?
   set -e
+  cat "$scratch"/fuzz-*.log >> "$log" 2>/dev/null || true
   rm -rf "$scratch"
-  # With -jobs, each worker logs to fuzz-<n>.log in the current directory.
-  if [ "$jobs" -gt 1 ]; then cat fuzz-*.log >> "$log" 2>/dev/null || true; rm -f fuzz-*.log; fi
   execs=$(grep -h 'stat::number_of_executed_units' "$log" | awk '{s += $2} END {print s + 0}')
   cov=$(grep -ho 'cov: [0-9]*' "$log" | awk '{print $2}' | sort -n | tail -1)
   ft=$(grep -ho 'ft: [0-9]*' "$log" | awk '{print $2}' | sort -n | tail -1)
