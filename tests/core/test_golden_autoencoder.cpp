@@ -83,15 +83,7 @@ TEST_P(GoldenAutoencoder, TwoAdamStepsMatchPyTorch) {
   models::ConvAutoencoder model(config, gen);
 
   nn::NamedTensors params = model.named_parameters();
-  std::vector<std::string> names;
-  for (const auto& [name, p] : params) names.push_back(name);
-  std::sort(names.begin(), names.end());
-  ASSERT_EQ(names, f.list("/params")) << "parameter names differ from PyTorch's state_dict names";
-  for (auto& [name, p] : params) {
-    Tensor value = f.read_as("/params/" + name, DType::F64).to(dtype);
-    ASSERT_EQ(value.shape(), p.shape()) << name;
-    p.copy_(value);
-  }
+  ASSERT_NO_FATAL_FAILURE(load_golden_params(f, "", params, DType::F64));
   model.to(device_);
   const Tensor x = f.read_as("/input", DType::F64).to(dtype).to(device_);
 

@@ -68,15 +68,7 @@ TEST_P(GoldenSeq2Seq, OneStepMatchesPyTorch) {
   models::Seq2Seq model(config, gen);
 
   nn::NamedTensors params = model.named_parameters();
-  std::vector<std::string> names;
-  for (const auto& [name, p] : params) names.push_back(name);
-  std::sort(names.begin(), names.end());
-  ASSERT_EQ(names, f.list(v + "/params")) << "parameter names differ from PyTorch's state_dict names";
-  for (auto& [name, p] : params) {
-    Tensor value = f.read_as(v + "/params/" + name, DType::F64);
-    ASSERT_EQ(value.shape(), p.shape()) << name;
-    p.copy_(value);
-  }
+  ASSERT_NO_FATAL_FAILURE(load_golden_params(f, v, params, DType::F64));
   model.to(device_);
 
   const Tensor src = f.read_as("/src", DType::I64).to(device_);

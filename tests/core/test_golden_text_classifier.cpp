@@ -81,15 +81,7 @@ TEST_P(GoldenTextClassifier, TwoAdamStepsMatchPyTorch) {
   models::TextClassifier model(config, gen);
 
   nn::NamedTensors params = model.named_parameters();
-  std::vector<std::string> names;
-  for (const auto& [name, p] : params) names.push_back(name);
-  std::sort(names.begin(), names.end());
-  ASSERT_EQ(names, f.list(v + "/params")) << "parameter names differ from PyTorch's state_dict names";
-  for (auto& [name, p] : params) {
-    Tensor value = f.read_as(v + "/params/" + name, DType::F64).to(dtype);
-    ASSERT_EQ(value.shape(), p.shape()) << name;
-    p.copy_(value);
-  }
+  ASSERT_NO_FATAL_FAILURE(load_golden_params(f, v, params, DType::F64));
   model.to(device_);
   const Tensor tokens = f.read_as("/tokens", DType::I64).to(device_);
   const Tensor lengths = f.read_as("/lengths", DType::I64).to(device_);

@@ -50,6 +50,22 @@ struct GoldenTolerances {
 // The fixture's format version this code reads.
 inline constexpr int64_t kGoldenFormatVersion = 1;
 
+// Copies the fixture's parameters (<prefix>/params/<name>, stored as `stored`, converted
+// to each parameter's dtype) into `params`: the names must be exactly the model's, in both directions, and
+// each shape must match. Call it inside ASSERT_NO_FATAL_FAILURE.
+inline void load_golden_params(const io::H5File& f, const std::string& prefix, const nn::NamedTensors& params,
+                               DType stored) {
+  std::vector<std::string> names;
+  for (const auto& [name, p] : params) names.push_back(name);
+  std::sort(names.begin(), names.end());
+  ASSERT_EQ(names, f.list(prefix + "/params")) << "parameter names differ from PyTorch's state_dict names";
+  for (const auto& [name, p] : params) {
+    Tensor value = f.read_as(prefix + "/params/" + name, stored).to(p.dtype());
+    ASSERT_EQ(value.shape(), p.shape()) << name;
+    Tensor(p).copy_(value);
+  }
+}
+
 inline void check_golden_classifier(const std::string& fixture, const std::string& script, nn::Module& model,
                                     Device device, const GoldenTolerances& tol, optim::SGD::Options sgd,
                                     int steps = 5) {
@@ -62,15 +78,7 @@ inline void check_golden_classifier(const std::string& fixture, const std::strin
 
   // The fixture's state_dict names must be exactly ours, in both directions.
   nn::NamedTensors params = model.named_parameters();
-  std::vector<std::string> names;
-  for (const auto& [name, p] : params) names.push_back(name);
-  std::sort(names.begin(), names.end());
-  ASSERT_EQ(names, f.list("/params")) << "parameter names differ from PyTorch's state_dict names";
-  for (auto& [name, p] : params) {
-    Tensor v = f.read_as("/params/" + name, DType::F32);
-    ASSERT_EQ(v.shape(), p.shape()) << name;
-    p.copy_(v);
-  }
+  ASSERT_NO_FATAL_FAILURE(load_golden_params(f, "", params, DType::F32));
   model.to(device);
 
   Tensor x = f.read_as("/input", DType::F32).to(device);
