@@ -14,7 +14,8 @@
 // which the small VGG training step (3x32x32, batch 64, SGD momentum, CPU) consumes
 // samples, measured in the same run, and the loader's f32+augmentation rate over it
 // (acceptance: >= 3x). A synthetic CIFAR-shaped 3x32x32 set, the small VGG's own input,
-// is benchmarked too.
+// is benchmarked too. Last, the cost of Fletcher-32 checksums: the same synthetic sets
+// written with and without them, one epoch per fresh loader, side by side.
 #include <unistd.h>
 
 #include <algorithm>
@@ -143,6 +144,42 @@ void bench(const std::string& name, const std::string& path, int64_t batch, int 
   std::printf("(prefetch depth used: %d)\n", effective_prefetch);
 }
 
+// The cost of Fletcher-32 checksums (Note [Checksummed chunks]): the same synthetic set
+// written with and without them, each read for one epoch by a fresh loader (so that every
+// chunk is checked, as in a run's first epoch), alternately, median of `reps`.
+void checksum_cost(int64_t n, int64_t h, int threads, int prefetch, int reps) {
+  const std::string base = (std::filesystem::temp_directory_path() / ("dtrain_bench_sums_" + std::to_string(getpid())))
+                               .string();
+  const std::string with = base + "_with.h5", without = base + "_without.h5";
+  data::synth_images(with, n, h, h, 3, 10, 7, {64, 0, true});
+  data::synth_images(without, n, h, h, 3, 10, 7, {64, 0, false});
+  std::printf("\n== checksums: synthetic 3x%lldx%lld, %lld samples, chunks of 64 rows, with and without a Fletcher-32 "
+              "checksum per chunk; one epoch per fresh loader (u8, no augmentation, %d thread(s)), median of %d\n",
+              static_cast<long long>(h), static_cast<long long>(h), static_cast<long long>(n), threads, reps);
+  std::vector<double> a, b;
+  int used = 0;
+  for (int r = 0; r < reps + 1; ++r) {
+    for (const std::string& path : {with, without}) {
+      data::LoaderConfig cfg;
+      cfg.path = path;
+      cfg.batch_size = 64;
+      cfg.seed = static_cast<uint64_t>(r + 1);
+      cfg.threads = threads;
+      cfg.prefetch = prefetch;
+      cfg.raw = true;
+      const double rate = loader_rate(cfg, 1, &used).rate;
+      if (r > 0) (path == with ? a : b).push_back(rate);  // the first round warms the page cache
+    }
+  }
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  const double ra = a[a.size() / 2], rb = b[b.size() / 2];
+  std::printf("%-44s %12.0f samples/s   ratio 1.00\n", "without checksums", rb);
+  std::printf("%-44s %12.0f samples/s   ratio %.2f\n", "with checksums (every chunk checked)", ra, ra / rb);
+  std::filesystem::remove(with);
+  std::filesystem::remove(without);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -192,6 +229,8 @@ int main(int argc, char** argv) {
                 seconds_since(t0));
     bench("synthetic 3x224x224", synth, 64, std::max(1, epochs / 2), threads, prefetch, vgg);
     std::filesystem::remove(synth);
+    checksum_cost(4 * synth_n, 32, threads, prefetch, 5);
+    checksum_cost(synth_n / 2, 224, threads, prefetch, 3);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_loader: %s\n", e.what());
     return 1;

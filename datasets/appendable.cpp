@@ -12,7 +12,7 @@ namespace dtrain::data {
 using namespace io::detail;
 
 AppendableDataset::AppendableDataset(io::H5File& file, const std::string& name, const Shape& row_shape, DType dtype,
-                                     int64_t chunk_rows)
+                                     int64_t chunk_rows, bool checksum)
     : where_("HDF5 file '" + file.path() + "', dataset '" + name + "'"), row_shape_(row_shape), dtype_(dtype) {
   DT_CHECK_AS(chunk_rows > 0, IoError, where_, ": chunk_rows must be positive, got ", chunk_rows);
   std::vector<hsize_t> dims{0}, maxdims{H5S_UNLIMITED}, chunk{static_cast<hsize_t>(chunk_rows)};
@@ -28,6 +28,7 @@ AppendableDataset::AppendableDataset(io::H5File& file, const std::string& name, 
   Handle dcpl = dataset_create_plist(where_);
   H5_CHECK(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), where_,
            ": cannot set the chunk shape (a chunk must stay below 4 GiB)");
+  if (checksum) H5_CHECK(H5Pset_fletcher32(dcpl.get()), where_, ": cannot set the Fletcher-32 checksum filter");
   Handle lcpl(H5_CHECK(H5Pcreate(H5P_LINK_CREATE), where_, ": cannot create a property list"), H5Pclose);
   H5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1), where_, ": cannot create a property list");
   id_ = H5_CHECK(H5Dcreate2(file.file_id(), name.c_str(), file_type_of(dtype), space.get(), lcpl.get(), dcpl.get(),

@@ -14,9 +14,10 @@ namespace dtrain::data {
 class AppendableDataset {
  public:
   // Creates `name` in `file` with 0 rows of `row_shape` (the trailing dims; {} for a 1-D
-  // dataset) and chunks of `chunk_rows` rows. The file must stay open while this is used.
+  // dataset) and chunks of `chunk_rows` rows, each with a Fletcher-32 checksum when
+  // `checksum` (io::CreateOptions::checksum). The file must stay open while this is used.
   AppendableDataset(io::H5File& file, const std::string& name, const Shape& row_shape, DType dtype,
-                    int64_t chunk_rows);
+                    int64_t chunk_rows, bool checksum = false);
   AppendableDataset(const AppendableDataset&) = delete;
   AppendableDataset& operator=(const AppendableDataset&) = delete;
   ~AppendableDataset();

@@ -146,7 +146,7 @@ void write_scenes(const Source& src, const std::string& out, int64_t n, const Ca
   const int64_t h = s.height, w = s.width, c = s.channels, sh = kSceneRows * h, sw = kSceneCols * w;
   const int64_t scene_bytes = sh * sw * c, item_bytes = h * w * c;
   io::H5File f = io::H5File::create(out);
-  io::CreateOptions co{write.chunk_rows, write.gzip_level, false};
+  io::CreateOptions co{write.chunk_rows, write.gzip_level, false, write.checksum};
   f.create_dataset("/images", {n, sh, sw, c}, DType::U8, co);
   std::vector<int32_t> captions(static_cast<size_t>(n * kMaxCaptionTokens), 0), lengths(static_cast<size_t>(n));
   std::vector<int64_t> items(static_cast<size_t>(n * kSceneCells)), sources(items.size());

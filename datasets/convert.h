@@ -15,6 +15,7 @@ namespace dtrain::data {
 struct WriteOptions {
   int64_t chunk_rows = 64;  // chunk extent along N (the sampler's block size)
   int gzip_level = 0;       // 0: uncompressed
+  bool checksum = true;     // a Fletcher-32 checksum per chunk (io::CreateOptions::checksum)
 };
 
 // Writes an image classification (or image-only) file incrementally: /images u8

@@ -169,7 +169,7 @@ std::string add(Output& out, const Item& item, Result& r, const FolderOptions& o
       out.w = r.width;
       out.first_path = (fs::path(root) / item.rel).string();
       out.data = std::make_unique<AppendableDataset>(*out.file, "/images", Shape{out.h, out.w, o.channels}, DType::U8,
-                                                     o.chunk_rows);
+                                                     o.chunk_rows, o.checksum);
     } else if (r.height != out.h || r.width != out.w) {
       std::ostringstream os;
       os << "'" << (fs::path(root) / item.rel).string() << "' is " << r.height << "x" << r.width << " but '"
@@ -200,11 +200,11 @@ void finish(Output& out, const std::vector<std::string>& classes, const FolderOp
   if (o.store == "encoded") flush(out);
   out.data->close();
   const int64_t chunk = std::min(o.chunk_rows, n);
-  io::CreateOptions co{chunk, 0, false};
+  io::CreateOptions co{chunk, 0, false, o.checksum};
   out.file->create_dataset("/labels", {n}, DType::I64, co);
   out.file->write_rows("/labels", 0, Tensor::from_vector(out.labels, {n}));
   if (o.store == "encoded") {
-    out.file->create_dataset("/offsets", {n + 1}, DType::I64, {std::min(o.chunk_rows, n + 1), 0, false});
+    out.file->create_dataset("/offsets", {n + 1}, DType::I64, {std::min(o.chunk_rows, n + 1), 0, false, o.checksum});
     out.file->write_rows("/offsets", 0, Tensor::from_vector(out.offsets, {n + 1}));
     out.file->create_dataset("/shapes", {n, 3}, DType::I32, co);
     out.file->write_rows("/shapes", 0, Tensor::from_vector(out.shapes, {n, 3}));
@@ -342,7 +342,7 @@ std::string convert_folder(const std::string& root, const std::string& out_path,
         if (!ec) file_bytes += static_cast<int64_t>(size);
       }
       out.data = std::make_unique<AppendableDataset>(*out.file, "/encoded", Shape{}, DType::U8,
-                                                     encoded_chunk_bytes(file_bytes));
+                                                     encoded_chunk_bytes(file_bytes), o.checksum);
     }
     out.sum.assign(static_cast<size_t>(o.channels), 0.0);
     out.sumsq.assign(static_cast<size_t>(o.channels), 0.0);

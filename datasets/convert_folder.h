@@ -49,6 +49,7 @@ struct FolderOptions {
   int workers = 0;                // decoding threads; 0: the cores this process may run on
   bool skip_errors = false;       // skip bad files (each reported) instead of stopping
   int64_t chunk_rows = 64;        // rows per chunk of /images, /labels, ... (the sampler's block)
+  bool checksum = true;           // a Fletcher-32 checksum per chunk of every dataset
   std::function<void(const FolderProgress&)> progress;  // called a few times a second, and at the end
   std::function<void(const std::string&)> warn;         // a skipped file, as it happens
 };

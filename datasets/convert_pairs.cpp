@@ -49,7 +49,7 @@ void write_split(const std::string& path, const std::vector<std::vector<int32_t>
   DT_CHECK_AS(n > 0, IoError, "convert_pairs: the split written to '", path,
               "' would be empty; lower max_chars filtering or change test_fraction");
   io::H5File f = io::H5File::create(path);
-  io::CreateOptions co{options.chunk_rows, options.gzip_level, false};
+  io::CreateOptions co{options.chunk_rows, options.gzip_level, false, options.checksum};
   detail::write_padded(f, "/src", "/src_len", src, src_len, co);
   detail::write_padded(f, "/tgt", "/tgt_len", tgt, tgt_len, co);
   f.write_strings("/src_vocab", sv.words);

@@ -132,7 +132,7 @@ void write_split(const std::string& path, const std::vector<std::vector<int32_t>
   DT_CHECK_AS(n > 0, IoError, "convert_words: the split written to '", path,
               "' would be empty; raise max_per_language or change test_fraction");
   io::H5File f = io::H5File::create(path);
-  io::CreateOptions co{options.chunk_rows, options.gzip_level, false};
+  io::CreateOptions co{options.chunk_rows, options.gzip_level, false, options.checksum};
   detail::write_padded(f, "/tokens", "/lengths", tokens, max_len, co);
   f.create_dataset("/labels", {n}, DType::I64, co);
   f.write_rows("/labels", 0, Tensor::from_vector(labels, {n}));

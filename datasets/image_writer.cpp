@@ -19,7 +19,7 @@ ImageWriter::ImageWriter(const std::string& path, int64_t n, int64_t h, int64_t 
   DT_CHECK(n > 0 && h > 0 && w > 0 && c > 0, "ImageWriter: '", path, "': empty image set (N, H, W, C) = (", n, ", ",
            h, ", ", w, ", ", c, ")");
   DT_CHECK(!with_labels || !classes_.empty(), "ImageWriter: '", path, "': a labelled set needs class names");
-  io::CreateOptions co{options.chunk_rows, options.gzip_level, false};
+  io::CreateOptions co{options.chunk_rows, options.gzip_level, false, options.checksum};
   file_.create_dataset("/images", {n, h, w, c}, DType::U8, co);
   if (with_labels_) file_.create_dataset("/labels", {n}, DType::I64, co);
 }

@@ -3,8 +3,10 @@
 // ranges along dim 0, straight into caller memory (pinned buffers, ring slots), many
 // times without reopening it. Contiguous, uncompressed data is read with pread() around
 // the HDF5 library (Note [Direct row reads]); everything else goes through H5Dread.
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,6 +46,10 @@ class RowReader {
   // True when reads bypass the HDF5 library (see Note [Direct row reads]); such reads are
   // safe from several threads at once.
   bool direct() const { return fd_ >= 0; }
+  // True when the dataset's chunks carry Fletcher-32 checksums (Note [Checksummed chunks]).
+  bool checksummed() const { return checksummed_; }
+  // Rows per chunk (the whole dataset when contiguous).
+  int64_t chunk_rows() const { return chunk_rows_; }
 
   // Note [Direct row reads]: an HDF5 read call costs a few microseconds however few rows
   // it moves, and the library serializes all calls, so a loader that reads short
@@ -54,11 +60,24 @@ class RowReader {
   // no global lock). The fast path checks itself on open (the first and last rows read
   // both ways must agree) and is skipped for anything else (compressed, chunked across
   // the row, unallocated chunks), which goes through H5Dread as before.
+  //
+  // Note [Checksummed chunks]: a dataset written with HDF5's fletcher32 filter (the
+  // converters' and `dtrain data synth`'s default) stores after each chunk's bytes a
+  // Fletcher-32 checksum of them. H5Dread checks it for every chunk it reads. The direct
+  // path keeps such datasets (when it is their only filter): the first read that touches a
+  // chunk reads the whole chunk with its checksum and checks it (io::fletcher32), later
+  // reads of that chunk pread its rows as for any other dataset. Either way a chunk that
+  // fails its checksum throws IoError naming the file, the dataset and the chunk's rows,
+  // instead of handing damaged bytes to training.
 
  private:
   void read_hdf5(int64_t start, int64_t count, void* dst) const;
+  void read_hdf5_rows(int64_t start, int64_t count, void* dst) const;
   void read_direct(int64_t start, int64_t count, void* dst) const;
   void setup_direct();
+  // Reads chunk `chunk` whole with its checksum into buf (direct path) and checks it.
+  void read_checked_chunk(int64_t chunk, std::vector<unsigned char>& buf) const;
+  [[noreturn]] void throw_checksum_error(int64_t chunk, const std::string& detail) const;
 
   std::string file_, dataset_;
   int64_t id_ = -1;  // hid_t of the open dataset
@@ -70,6 +89,10 @@ class RowReader {
   int fd_ = -1;
   int64_t chunk_rows_ = 0;
   std::vector<int64_t> chunk_offsets_;
+  // Note [Checksummed chunks]: whether chunks carry checksums, and (direct path) which
+  // chunks have been checked (one flag per chunk, set once, read by any thread).
+  bool checksummed_ = false;
+  std::unique_ptr<std::atomic<bool>[]> checked_;
 };
 
 }  // namespace dtrain::data

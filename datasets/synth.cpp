@@ -73,7 +73,7 @@ std::string synth_pairs(const std::string& out, int64_t n, int64_t max_len, int6
     tgt_len[static_cast<size_t>(i)] = static_cast<int32_t>(len + 2);
   }
   io::H5File f = io::H5File::create(out);
-  io::CreateOptions co{options.chunk_rows, options.gzip_level, false};
+  io::CreateOptions co{options.chunk_rows, options.gzip_level, false, options.checksum};
   f.create_dataset("/src", {n, src_l}, DType::I32, co);
   f.write_rows("/src", 0, Tensor::from_vector(src, {n, src_l}));
   f.create_dataset("/tgt", {n, tgt_l}, DType::I32, co);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the fuzz targets of tests/fuzz with libFuzzer, each for a time, on its seed corpus.
 #
-#   scripts/fuzz.sh [--build DIR] [--seconds N] [--jobs J] [--work DIR] [TARGET...]
+#   scripts/fuzz.sh [--build DIR] [--seconds N] [--jobs J] [--seed S] [--work DIR] [TARGET...]
 #
 # DIR is a build configured with DTRAIN_FUZZ=ON (scripts/sanitize.sh asan makes one:
 # build-asan). Each target runs N seconds (default 20) with -jobs J workers (default 1),
@@ -9,13 +9,16 @@
 # tests/fuzz/corpus/<target>). A crash, a sanitizer report, a leak, a timeout (10 s per
 # input) or an input over 2 GiB of memory stops that target: the input is saved as
 # DIR/fuzz-work/findings/<target>/crash-* etc., and the script exits 1 after the others
-# ran. A summary line per target gives the executions and the coverage reached.
+# ran. A summary line per target gives the executions and the coverage reached. --seed S
+# fixes libFuzzer's random seed (CI uses one, so that a run's inputs can be replayed; the
+# default, 0, lets libFuzzer pick one).
 # Once a finding is fixed, its input goes into tests/fuzz/regressions/<target>/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build-asan"
 seconds=20
 jobs=1
+seed=0
 work=""
 targets=()
 while [ $# -gt 0 ]; do
@@ -23,8 +26,9 @@ while [ $# -gt 0 ]; do
     --build) build="$2"; shift 2 ;;
     --seconds) seconds="$2"; shift 2 ;;
     --jobs) jobs="$2"; shift 2 ;;
+    --seed) seed="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -56,7 +60,7 @@ for t in "${targets[@]}"; do
   parallel=()
   [ "$jobs" -gt 1 ] && parallel=(-jobs="$jobs" -workers="$jobs")
   # With -jobs, each worker logs to fuzz-<n>.log in the current directory: the scratch one.
-  (cd "$scratch" && TMPDIR="$scratch" "$bin" "$corpus" "$seeds" -max_total_time="$seconds" -timeout=10 \
+  (cd "$scratch" && TMPDIR="$scratch" "$bin" "$corpus" "$seeds" -max_total_time="$seconds" -timeout=10 -seed="$seed" \
     -rss_limit_mb=2048 "${parallel[@]}" -artifact_prefix="$findings/" -print_final_stats=1 > "$log" 2>&1)
   rc=$?
   set -e

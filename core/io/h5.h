@@ -36,12 +36,15 @@ struct DatasetLayout {
 };
 
 // For H5File::create_dataset: chunked along dim 0 with `chunk_rows` rows per chunk (the
-// other dims whole), optionally byte-shuffled and gzip-compressed. chunk_rows == 0 stores
-// the dataset contiguously (no compression possible).
+// other dims whole), optionally byte-shuffled and gzip-compressed, optionally with a
+// Fletcher-32 checksum per chunk (HDF5's fletcher32 filter, checked by every read: a
+// damaged chunk fails to read instead of giving wrong values). chunk_rows == 0 stores
+// the dataset contiguously (no compression or checksum possible).
 struct CreateOptions {
   int64_t chunk_rows = 0;
   int gzip_level = 0;  // 0: none, 1..9
   bool shuffle = false;
+  bool checksum = false;
 };
 
 class H5File {

@@ -228,6 +228,8 @@ void H5File::create_dataset(const std::string& dataset, const Shape& shape, DTyp
               options.gzip_level, " is not in 0..9");
   DT_CHECK_AS(options.chunk_rows > 0 || (options.gzip_level == 0 && !options.shuffle), IoError, where,
               ": compression needs a chunked dataset (set chunk_rows > 0)");
+  DT_CHECK_AS(options.chunk_rows > 0 || !options.checksum, IoError, where,
+              ": checksums need a chunked dataset (set chunk_rows > 0)");
   if (has(dataset)) {
     Handle obj(H5_CHECK(H5Oopen(fid, dataset.c_str(), H5P_DEFAULT), where, ": cannot open the existing object"),
                H5Oclose);
@@ -251,6 +253,8 @@ void H5File::create_dataset(const std::string& dataset, const Shape& shape, DTyp
       H5_CHECK(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(options.gzip_level)), where,
                ": cannot set gzip compression (is this HDF5 built with zlib?)");
     }
+    // Last in the pipeline: the checksum covers the bytes as stored.
+    if (options.checksum) H5_CHECK(H5Pset_fletcher32(dcpl.get()), where, ": cannot set the Fletcher-32 checksum filter");
   }
   Handle lcpl(H5_CHECK(H5Pcreate(H5P_LINK_CREATE), where, ": cannot create a property list"), H5Pclose);
   H5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1), where, ": cannot create a property list");

@@ -37,12 +37,15 @@ std::vector<std::string> split_commas(const std::string& s) {
 void add_write_options(cli::ArgParser& p) {
   p.add_option("chunk-rows", "N", "rows per HDF5 chunk along the sample axis (the sampler's block size)", "64");
   p.add_option("gzip", "LEVEL", "gzip compression level 0..9 (0: none; uncompressed reads fastest)", "0");
+  p.add_flag("no-checksum", "write no Fletcher-32 checksum per chunk (by default every chunk has one, and reads "
+                            "refuse a damaged chunk)");
 }
 
 data::WriteOptions write_options(const cli::ArgParser& p) {
   data::WriteOptions w;
   w.chunk_rows = p.get_int("chunk-rows");
   w.gzip_level = static_cast<int>(p.get_int("gzip"));
+  w.checksum = !p.flag("no-checksum");
   if (w.chunk_rows < 1) DT_THROW(ConfigError, "--chunk-rows must be at least 1, got ", w.chunk_rows);
   if (w.gzip_level < 0 || w.gzip_level > 9) DT_THROW(ConfigError, "--gzip must be in 0..9, got ", w.gzip_level);
   return w;
@@ -120,6 +123,8 @@ const std::map<std::string, Command>& commands() {
                        "fail");
           p.add_option("chunk-rows", "N", "rows per HDF5 chunk along the sample axis (the sampler's block size)",
                        "64");
+          p.add_flag("no-checksum", "write no Fletcher-32 checksum per chunk (by default every chunk has one, and "
+                                    "reads refuse a damaged chunk)");
           p.set_epilog(
               "Classes are the subfolders of ROOT in sorted order (the label is the index); images are the files\n"
               "below each (nested folders included) ending in .jpg, .jpeg, .png, .pgm or .ppm; other files and\n"
@@ -144,6 +149,7 @@ const std::map<std::string, Command>& commands() {
           o.seed = static_cast<uint64_t>(p.get_int("seed"));
           o.workers = static_cast<int>(p.get_int("workers"));
           o.chunk_rows = positive(p, "chunk-rows");
+          o.checksum = !p.flag("no-checksum");
           const std::string on_error = p.get("on-error");
           if (on_error != "fail" && on_error != "skip") {
             DT_THROW(ConfigError, "--on-error must be 'fail' or 'skip', got '", on_error, "'");
@@ -353,16 +359,18 @@ constexpr const char* kUsage =
     "  synth images    seeded synthetic images\n"
     "  synth pairs     seeded synthetic sequence pairs\n"
     "  synth captions  captioned 2 x 2 scenes of an image file's items -> train/test image-caption files\n"
-    "  inspect FILE    schema, counts, class balance and validation of a file (--verify: decode every image)\n"
+    "  inspect FILE    schema, counts, class balance, checksums and validation of a file (--verify: check every\n"
+    "                  chunk's checksum and decode every image)\n"
     "\n"
     "Run 'dtrain data SUBCOMMAND --help' for its options.\n";
 
 int inspect(const std::vector<std::string>& args) {
   cli::ArgParser p("dtrain data inspect", "Prints a dataset file's schema, shapes, storage (chunks, compression), "
-                                          "sample and class counts, and whether it passes validation.");
+                                          "checksums, sample and class counts, and whether it passes validation.");
   p.add_positional("FILE", "the HDF5 dataset file");
-  p.add_flag("verify", "also read every image; encoded images are decoded, and each one that fails is named by "
-                       "row (and path)");
+  p.add_flag("verify", "also read every chunk of the checksummed datasets and check its Fletcher-32 checksum "
+                       "(each damaged chunk is named with its rows), and read every image; encoded images are "
+                       "decoded, and each one that fails is named by row (and path)");
   p.set_epilog("Exit code 0 when the file is valid, 1 when it is not.");
   p.parse(args);
   if (p.help_requested()) {

@@ -11,6 +11,21 @@
 #include <set>
 #include <sstream>
 
+// Note [toml++'s internal checks]: toml++ 3.3 states some of its parser's expectations as
+// TOML_ASSERT_ASSUME, which is assert() in builds without NDEBUG and __builtin_assume()
+// with Clang under NDEBUG. One of them is wrong: parse_key() expects a key character, but
+// a table header such as "[=]" reaches it with '=', and the very next lines of the parser
+// report that input properly ("expected bare key starting character or string
+// delimiter"). So the sanitized builds aborted on a bad config, and a Clang release build
+// would assume something false (undefined behaviour). Here those checks do nothing, as
+// they do with GCC under NDEBUG; the parser's own errors still report every bad input.
+// Found by tests/fuzz/fuzz_config; its inputs are in tests/fuzz/regressions/config/.
+#include <toml++/impl/preprocessor.h>
+#ifndef TOML_ASSERT_ASSUME
+#error "toml++ no longer defines TOML_ASSERT_ASSUME: revisit Note [toml++'s internal checks]"
+#endif
+#undef TOML_ASSERT_ASSUME
+#define TOML_ASSERT_ASSUME(expr) static_assert(true)
 #include <toml++/toml.h>
 
 #include "core/error.h"

@@ -160,8 +160,14 @@ do_mpirun() {
   local hosts="$1"
   shift
   export DTRAIN_NODES_DIR="$dir"
+  # A sanitized build's runtime options and preload (scripts/sanitize.sh) reach the ranks
+  # of every node, as anything does on real nodes: named with -x.
+  local forward=() v
+  for v in ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS LD_PRELOAD; do
+    if [ -n "${!v:-}" ]; then forward+=(-x "$v"); fi
+  done
   do_exec node1 env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
-    mpirun --host "$hosts" --oversubscribe --bind-to none \
+    mpirun --host "$hosts" --oversubscribe --bind-to none "${forward[@]}" \
     --mca plm_rsh_agent "$here/emulated-node-agent.sh" --mca plm_rsh_no_tree_spawn 1 \
     --mca oob_tcp_if_include 198.18.0.0/15 \
     --mca btl tcp,vader,self --mca btl_tcp_if_include 198.18.0.0/15 "$@"

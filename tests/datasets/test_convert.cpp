@@ -66,7 +66,9 @@ TEST_F(ConvertTest, IdxPlainAndGzip) {
     EXPECT_EQ(s.channels, 1);
     EXPECT_EQ(s.chunk_rows, 4);
     EXPECT_EQ(s.classes, (std::vector<std::string>{"a", "b", "c"}));
-    EXPECT_EQ(s.filters.empty(), !gz);
+    // Checksums by default (WriteOptions::checksum), last in the pipeline.
+    EXPECT_EQ(s.filters, gz ? (std::vector<std::string>{"gzip(3)", "fletcher32"})
+                            : (std::vector<std::string>{"fletcher32"}));
     std::vector<uint8_t> px = f.read("/images").to_vector<uint8_t>();
     for (int i = 0; i < 60; ++i) ASSERT_EQ(px[static_cast<size_t>(i)], i);
     EXPECT_EQ(f.read("/labels").to_vector<int64_t>()[4], 1);
@@ -299,6 +301,13 @@ TEST_F(ConvertTest, DataCommandEndToEnd) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("validation: OK"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("classes: 2"), std::string::npos) << r.output;
+  // Checksums by default; --no-checksum leaves them out (and inspect says so).
+  EXPECT_NE(r.output.find("checksums: Fletcher-32 on every chunk (/images, /labels)"), std::string::npos) << r.output;
+  r = dtrain_cli("data synth images --out " + file("n.h5") + " --n 20 --height 4 --width 4 --classes 2 --no-checksum");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = dtrain_cli("data inspect " + file("n.h5") + " --verify");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("checksums: none"), std::string::npos) << r.output;
   std::ofstream(file("bad.h5")) << "nope";
   r = dtrain_cli("data inspect " + file("bad.h5"));
   EXPECT_EQ(r.exit_code, 1) << r.output;

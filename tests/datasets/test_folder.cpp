@@ -148,6 +148,10 @@ TEST_F(FolderTest, EncodedKeepsTheBytesAndSkipsBadFilesWithASummary) {
   EXPECT_EQ(s.channels, 3);
   EXPECT_EQ(s.height, 0);  // mixed sizes
   EXPECT_EQ(s.classes, (std::vector<std::string>{"cat", "dog", "empty"}));
+  // Every dataset with a checksum per chunk (FolderOptions::checksum, the default).
+  for (const char* name : {"/encoded", "/offsets", "/shapes", "/labels"}) {
+    EXPECT_EQ(f.layout_of(name).filters, std::vector<std::string>{"fletcher32"}) << name;
+  }
   std::vector<std::string> paths = f.read_strings("/paths");
   std::vector<int64_t> labels = f.read("/labels").to_vector<int64_t>();
   std::vector<int64_t> off = read_encoded_offsets(f);

@@ -2,15 +2,21 @@
 // whole-row chunked data without filters, directly with pread (Note [Direct row reads]);
 // both ways give the same bytes, and the reader outlives the H5File it came from.
 #include <gtest/gtest.h>
+#include <hdf5.h>
 
 #include <algorithm>
+#include <fstream>
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#include "core/io/fletcher32.h"
 #include "data_test_util.h"
+#include "datasets/inspect.h"
 #include "datasets/row_reader.h"
 
 namespace dtrain::data {
@@ -134,6 +140,157 @@ TEST_F(RowReaderTest, OpenNamesWhatIsWrong) {
   EXPECT_EQ(b.rows(), 2);
   std::vector<uint8_t> buf(6);
   EXPECT_THROW(a.read(0, 1, buf.data()), IoError);  // moved from: closed
+}
+
+
+// ---- Note [Checksummed chunks] ------------------------------------------------------
+
+// The byte offset in the file of chunk `chunk` (along dim 0) of `dataset`, and its
+// stored size, from the library.
+std::pair<int64_t, int64_t> chunk_place(const std::string& path, const std::string& dataset, int64_t first_row,
+                                        int rank) {
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, dataset.c_str(), H5P_DEFAULT);
+  std::vector<hsize_t> offset(static_cast<size_t>(rank), 0);
+  offset[0] = static_cast<hsize_t>(first_row);
+  unsigned mask = 0;
+  haddr_t addr = HADDR_UNDEF;
+  hsize_t size = 0;
+  EXPECT_GE(H5Dget_chunk_info_by_coord(d, offset.data(), &mask, &addr, &size), 0);
+  H5Dclose(d);
+  H5Fclose(f);
+  return {static_cast<int64_t>(addr), static_cast<int64_t>(size)};
+}
+
+void flip_byte(const std::string& path, int64_t at) {
+  std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+  io.seekg(at);
+  char c = 0;
+  io.read(&c, 1);
+  io.seekp(at);
+  c = static_cast<char>(c ^ 0x5a);
+  io.write(&c, 1);
+}
+
+std::vector<uint8_t> file_bytes(const std::string& path, int64_t at, int64_t n) {
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(at);
+  std::vector<uint8_t> out(static_cast<size_t>(n));
+  in.read(reinterpret_cast<char*>(out.data()), n);
+  return out;
+}
+
+TEST(Fletcher32, AgreesWithWhatTheHdf5FilterStores) {
+  // Odd and even chunk sizes, more than 360 words (the folding interval) and fewer.
+  const std::string path = std::filesystem::temp_directory_path() / ("dtrain_fletcher_" + std::to_string(::getpid()) + ".h5");
+  for (auto [rows, cols, chunk] : {std::tuple<int64_t, int64_t, int64_t>{12, 3, 5}, {40, 37, 32}, {9, 1000, 3}}) {
+    std::vector<uint8_t> v(static_cast<size_t>(rows * cols));
+    uint32_t x = 12345;
+    for (uint8_t& b : v) b = static_cast<uint8_t>((x = x * 1103515245u + 12345u) >> 24);
+    {
+      io::H5File f = io::H5File::create(path);
+      f.create_dataset("/x", {rows, cols}, DType::U8, {chunk, 0, false, true});
+      f.write_rows("/x", 0, Tensor::from_vector(v, {rows, cols}));
+      EXPECT_EQ(f.layout_of("/x").filters, (std::vector<std::string>{"fletcher32"}));
+    }
+    for (int64_t first = 0; first < rows; first += chunk) {
+      auto [at, size] = chunk_place(path, "/x", first, 2);
+      ASSERT_EQ(size, chunk * cols + 4) << "chunk at row " << first;
+      std::vector<uint8_t> stored = file_bytes(path, at, size);
+      const uint32_t sum = io::fletcher32(stored.data(), static_cast<size_t>(chunk * cols));
+      EXPECT_TRUE(io::fletcher32_matches(sum, stored.data() + chunk * cols))
+          << "rows " << rows << " x " << cols << ", chunk at row " << first;
+      stored[3] ^= 1;  // and a changed byte changes it
+      EXPECT_FALSE(io::fletcher32_matches(io::fletcher32(stored.data(), static_cast<size_t>(chunk * cols)),
+                                          stored.data() + chunk * cols));
+    }
+  }
+  std::filesystem::remove(path);
+  // By hand: "abcde" as big-endian words 0x6162 0x6364 0x6500 gives the sums
+  // 0x129C6 = 0x29C7 and 0x6162 + 0xC4C6 + 0x129C6 = 0x24FEE = 0x4FF0 (mod 65535).
+  EXPECT_EQ(io::fletcher32("abcde", 5), 0x4FF029C7u);
+}
+
+TEST_F(RowReaderTest, ChecksummedChunksAreCheckedOnBothPaths) {
+  const int64_t n = 20;
+  const std::string path = file("sums.h5");
+  {
+    io::H5File f = io::H5File::create(path);
+    f.create_dataset("/x", {n, 3, 2}, DType::U8, {5, 0, false, true});
+    f.write_rows("/x", 0, numbered_rows(n));
+    f.create_dataset("/plain", {n, 3, 2}, DType::U8, {5, 0, false, false});
+    f.write_rows("/plain", 0, numbered_rows(n));
+  }
+  const std::vector<uint8_t> want = numbered_rows(n).to_vector<uint8_t>();
+  {
+    io::H5File f = io::H5File::open_read(path);
+    RowReader direct = RowReader::open(f, "/x", 0), hdf5 = RowReader::open(f, "/x", 0, false);
+    EXPECT_TRUE(direct.direct());  // the checksum alone keeps the fast path
+    EXPECT_TRUE(direct.checksummed());
+    EXPECT_TRUE(hdf5.checksummed());
+    EXPECT_EQ(direct.chunk_rows(), 5);
+    EXPECT_EQ(read_bytes(direct, 0, n), want);
+    EXPECT_EQ(read_bytes(direct, 3, 9), std::vector<uint8_t>(want.begin() + 18, want.begin() + 72));  // checked ones
+    EXPECT_EQ(read_bytes(hdf5, 3, 9), std::vector<uint8_t>(want.begin() + 18, want.begin() + 72));
+    RowReader plain = RowReader::open(f, "/plain", 0);
+    EXPECT_TRUE(plain.direct());
+    EXPECT_FALSE(plain.checksummed());
+  }
+  // One flipped byte in the third chunk (rows 10..14) of each dataset.
+  for (const char* name : {"/x", "/plain"}) flip_byte(path, chunk_place(path, name, 10, 3).first + 7);
+  io::H5File f = io::H5File::open_read(path);
+  for (bool direct : {true, false}) {
+    RowReader r = RowReader::open(f, "/x", 0, direct);
+    EXPECT_EQ(r.direct(), direct);
+    EXPECT_EQ(read_bytes(r, 0, 10), std::vector<uint8_t>(want.begin(), want.begin() + 60));  // other chunks read
+    try {
+      read_bytes(r, 8, 5);
+      ADD_FAILURE() << "a damaged chunk was read (direct: " << direct << ")";
+    } catch (const IoError& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(path), std::string::npos) << m;
+      EXPECT_NE(m.find("'/x': rows [10, 15) fail their Fletcher-32 checksum"), std::string::npos) << m;
+      EXPECT_NE(m.find("inspect --verify"), std::string::npos) << m;
+    }
+    EXPECT_THROW(read_bytes(r, 14, 1), IoError);  // every later read of it too
+    EXPECT_EQ(read_bytes(r, 15, 5), std::vector<uint8_t>(want.begin() + 90, want.end()));
+  }
+  // Without checksums the damage goes unnoticed: the byte is read as data.
+  RowReader plain = RowReader::open(f, "/plain", 0);
+  std::vector<uint8_t> got = read_bytes(plain, 10, 5);
+  EXPECT_NE(got, std::vector<uint8_t>(want.begin() + 60, want.begin() + 90));
+}
+
+TEST_F(RowReaderTest, InspectReportsChecksumsAndVerifyNamesDamagedChunks) {
+  const std::string with = file("with.h5"), without = file("without.h5");
+  for (const std::string& path : {with, without}) {
+    const bool sums = path == with;
+    io::H5File f = io::H5File::create(path);
+    std::vector<int64_t> labels(30);
+    for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int64_t>(i % 2);
+    f.create_dataset("/images", {30, 3, 2, 1}, DType::U8, {8, 0, false, sums});
+    f.write_rows("/images", 0, numbered_rows(30).reshape({30, 3, 2, 1}));
+    f.create_dataset("/labels", {30}, DType::I64, {8, 0, false, sums});
+    f.write_rows("/labels", 0, Tensor::from_vector(labels, {30}));
+    f.set_attribute("/", "classes", std::vector<std::string>{"a", "b"});
+  }
+  InspectResult plain = inspect(without, {true, nullptr});
+  EXPECT_TRUE(plain.valid) << plain.text;
+  EXPECT_NE(plain.text.find("checksums: none"), std::string::npos) << plain.text;
+  InspectResult good = inspect(with, {true, nullptr});
+  EXPECT_TRUE(good.valid) << good.text;
+  EXPECT_NE(good.text.find("checksums: Fletcher-32 on every chunk (/images, /labels)"), std::string::npos) << good.text;
+  EXPECT_NE(good.text.find("verify: all 8 chunks match their Fletcher-32 checksums"), std::string::npos) << good.text;
+
+  flip_byte(with, chunk_place(with, "/images", 8, 4).first);       // rows [8, 16)
+  flip_byte(with, chunk_place(with, "/images", 24, 4).first + 3);  // rows [24, 30), the short last chunk
+  InspectResult bad = inspect(with, {true, nullptr});
+  EXPECT_FALSE(bad.valid) << bad.text;
+  EXPECT_NE(bad.text.find("verify: 2 of 8 chunks fail their Fletcher-32 checksum"), std::string::npos) << bad.text;
+  EXPECT_NE(bad.text.find("/images rows [8, 16)"), std::string::npos) << bad.text;
+  EXPECT_NE(bad.text.find("/images rows [24, 30)"), std::string::npos) << bad.text;
+  EXPECT_NE(bad.text.find("validation: FAILED"), std::string::npos) << bad.text;
+  EXPECT_TRUE(inspect(with).valid);  // without --verify nothing reads the chunks
 }
 
 }  // namespace

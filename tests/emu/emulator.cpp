@@ -3,7 +3,7 @@
 #include "tests/emu/emulator.h"
 
 #include <sys/mman.h>
-#if defined(__SANITIZE_ADDRESS__)
+#if DT_EMU_ASAN
 #include <sanitizer/asan_interface.h>
 #define DT_EMU_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
 #define DT_EMU_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
@@ -35,7 +35,7 @@ constexpr unsigned kMaxThreadsPerBlock = 1024;
 constexpr size_t kMaxSharedBytes = 48 * 1024;  // without the opt-in attribute
 constexpr size_t kSharedGuard = 64;            // guard bytes on each side of dynamic shared memory
 constexpr unsigned char kGuardByte = 0xa5;
-#if defined(__SANITIZE_ADDRESS__)
+#if DT_EMU_ASAN
 constexpr size_t kStackBytes = 256 * 1024;  // instrumented frames are larger
 #else
 constexpr size_t kStackBytes = 64 * 1024;

@@ -43,6 +43,20 @@
 // Process-wide state: CUDA's builtins (threadIdx, ...) are implicitly global, so the
 // emulator is one object per process (emulator()) and runs one launch at a time (a
 // mutex); the last error is per host thread, as in CUDA.
+
+// Whether this build has AddressSanitizer: GCC says so with __SANITIZE_ADDRESS__, Clang
+// with __has_feature(address_sanitizer).
+#if defined(__SANITIZE_ADDRESS__)
+#define DT_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DT_EMU_ASAN 1
+#endif
+#endif
+#ifndef DT_EMU_ASAN
+#define DT_EMU_ASAN 0
+#endif
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>

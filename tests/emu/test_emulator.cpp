@@ -251,7 +251,7 @@ TEST(EmuPlantedBugs, MissingBarrierIsARace) {
   (void)kMissingBarrierLine;
 }
 
-constexpr int kDynamicOverflowLine = __LINE__ + 4;
+[[maybe_unused]] constexpr int kDynamicOverflowLine = __LINE__ + 4;
 __global__ void dynamic_overflow_kernel(float* out) {
   DT_DYNAMIC_SHARED(float, buf);
   // planted: thread 31 writes buf[32], one past the end of 32 floats
@@ -261,7 +261,7 @@ __global__ void dynamic_overflow_kernel(float* out) {
 }
 
 TEST(EmuPlantedBugs, DynamicSharedWriteOnePastTheEnd) {
-#if defined(__SANITIZE_ADDRESS__)
+#if DT_EMU_ASAN
   // ASan sees the guard (poisoned) and names the line.
   DeviceBuffer<float> out(32);
   EXPECT_DEATH(DT_LAUNCH(1, 32, 32 * sizeof(float), nullptr, dynamic_overflow_kernel)(out.data()),
@@ -276,7 +276,7 @@ TEST(EmuPlantedBugs, DynamicSharedWriteOnePastTheEnd) {
 #endif
 }
 
-#if defined(__SANITIZE_ADDRESS__)
+#if DT_EMU_ASAN
 constexpr int kStaticOverflowLine = __LINE__ + 4;
 __global__ void static_overflow_kernel(float* out) {
   __shared__ float tile[32];
@@ -288,7 +288,7 @@ __global__ void static_overflow_kernel(float* out) {
 #endif
 
 TEST(EmuPlantedBugs, StaticSharedWriteOnePastTheEnd) {
-#if defined(__SANITIZE_ADDRESS__)
+#if DT_EMU_ASAN
   // UBSan's bounds check (the array's size is known) stops at the line.
   DeviceBuffer<float> out(32);
   EXPECT_DEATH(DT_LAUNCH(1, 32, 0, nullptr, static_overflow_kernel)(out.data()),

@@ -27,10 +27,10 @@ namespace {
 using emu::DeviceBuffer;
 
 constexpr int64_t kOneGrid = 4096 * 256;
-// Under the sanitizers (dtrain_emu_asan_tests, several times slower) the sizes past one
-// grid give way to a size of a few blocks: the memory checks need every kernel run, not
-// every lap of its loops.
-#if defined(__SANITIZE_ADDRESS__)
+// Under AddressSanitizer (dtrain_emu_asan_tests, or a build sanitized as a whole; several
+// times slower) the sizes past one grid give way to a size of a few blocks: the memory
+// checks need every kernel run, not every lap of its loops.
+#if DT_EMU_ASAN
 constexpr bool kSanitized = true;
 #else
 constexpr bool kSanitized = false;
@@ -589,9 +589,11 @@ TYPED_TEST(EmuKernels, AttentionPieces) {
 
 // ---- conversions: every pair, with the values where rounding rules matter ----------------------
 
-// Values where rounding and saturation rules matter, then random ones up to n.
+// Values where rounding and saturation rules matter (below and above every integer type's
+// range, NaN and infinities: saturated, Note in ops/common/convert_value.h), then random
+// ones up to n.
 template <typename S>
-std::vector<S> convert_inputs(bool to_integer, size_t n) {
+std::vector<S> convert_inputs(size_t n) {
   std::vector<double> v = {0.0, -0.0, 1.0, -1.0, 0.5, 1.5, 2.5, -2.5, 127.0, 255.0, 3.999, -7.25, 1e6 + 0.5};
   const auto r = random_vec<double>(n - v.size(), 51, -100.0, 250.0);
   v.insert(v.end(), r.begin(), r.end());
@@ -606,16 +608,14 @@ std::vector<S> convert_inputs(bool to_integer, size_t n) {
     }
   }
   if constexpr (std::is_floating_point_v<S> || std::is_same_v<S, bf16>) {
-    if (!to_integer) {  // NaN, infinities and denormals only where the cast is defined
-      const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
-                                -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::denorm_min(),
-                                1e-40f, 3.4e38f, 1.00390625f, 1.01171875f};
-      for (size_t i = 0; i < std::size(specials); ++i) {
-        if constexpr (std::is_same_v<S, bf16>) {
-          out[i] = float_to_bf16(specials[i]);
-        } else {
-          out[i] = static_cast<S>(specials[i]);
-        }
+    const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                              -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::denorm_min(),
+                              1e-40f, 3.4e38f, 1.00390625f, 1.01171875f, 3e9f, -3e9f, 1e19f, -1e19f, 256.0f};
+    for (size_t i = 0; i < std::size(specials); ++i) {
+      if constexpr (std::is_same_v<S, bf16>) {
+        out[i] = float_to_bf16(specials[i]);
+      } else {
+        out[i] = static_cast<S>(specials[i]);
       }
     }
   }
@@ -634,10 +634,9 @@ std::vector<uint8_t> bytes_of(const std::vector<D>& v) {
 template <typename S, typename D>
 void check_convert(const char* pair) {
   SCOPED_TRACE(pair);
-  constexpr bool to_integer = std::is_integral_v<D>;
   constexpr bool large = (std::is_same_v<S, float> && std::is_same_v<D, double>) ||
                          (std::is_same_v<S, uint8_t> && std::is_same_v<D, bf16>);
-  const std::vector<S> x = convert_inputs<S>(to_integer, large ? past_one_grid(333) : 4099);
+  const std::vector<S> x = convert_inputs<S>(large ? past_one_grid(333) : 4099);
   const int64_t n = static_cast<int64_t>(x.size());
   DeviceBuffer<S> dx(x);
   DeviceBuffer<D> out(n);

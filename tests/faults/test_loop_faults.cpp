@@ -57,8 +57,10 @@ class LoopFaults : public ::testing::Test {
       std::string call, paths, nth, count, err;
       in >> call >> paths >> nth >> count >> err;
       // In a sanitizer build faultfs comes before the sanitizer's runtime, which must not
-      // refuse to start for that (its interceptors still run: they find faultfs next).
-      env = "env LD_PRELOAD=" DTRAIN_FAULTFS_LIB " ASAN_OPTIONS=\"$ASAN_OPTIONS:verify_asan_link_order=0\""
+      // refuse to start for that (its interceptors still run: they find faultfs next);
+      // what the sanitized run preloads itself stays loaded after it.
+      env = "env LD_PRELOAD=" DTRAIN_FAULTFS_LIB "${LD_PRELOAD:+:$LD_PRELOAD}"
+            " ASAN_OPTIONS=\"$ASAN_OPTIONS:verify_asan_link_order=0\""
             " DTRAIN_FAULT_CALL=" + call + " DTRAIN_FAULT_PATH=" + paths +
             " DTRAIN_FAULT_NTH=" + nth + " DTRAIN_FAULT_COUNT=" + count + " DTRAIN_FAULT_ERRNO=" + err +
             " DTRAIN_FAULT_LOG=" + (dir_ / "faults.log").string() + " ";

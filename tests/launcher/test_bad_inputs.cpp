@@ -5,6 +5,7 @@
 // note, not an error). Each must fail with its exit code and a message that
 // names the file and says what to do.
 #include <gtest/gtest.h>
+#include <hdf5.h>
 
 #include <filesystem>
 #include <fstream>
@@ -18,25 +19,36 @@ using namespace dtrain::testing::e2e;
 
 class BadResume : public ::testing::Test {
  protected:
-  // One data set and one checkpoint (step 2 of an SGD run, seed 3) for every test.
+  // One data set and one checkpoint (step 2 of an SGD run, seed 3) for every test. A
+  // failure here fails every test of the suite (SetUp), rather than leaving them skipped as
+  // GoogleTest does for an assertion in SetUpTestSuite (CTest would count them skipped).
   static void SetUpTestSuite() {
+    setup_error_ = new std::string;
+    make_run();
+  }
+  void SetUp() override { ASSERT_TRUE(setup_error_->empty()) << "the suite's setup failed: " << *setup_error_; }
+  static void make_run() {
     dir_ = new fs::path(fs::temp_directory_path() / ("dtrain_badresume_" + std::to_string(::getpid())));
     fs::remove_all(*dir_);
     fs::create_directories(*dir_);
     const std::string data = (*dir_ / "train.h5").string();
     CliRun r = shell(bin() + " data synth images --out " + data +
                      " --n 64 --height 8 --width 8 --channels 1 --classes 4 --chunk-rows 16 --seed 1");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
+    if (r.exit_code != 0) {
+      *setup_error_ = "data synth images: " + r.output;
+      return;
+    }
     std::ofstream(config()) << "batch_size = 8\nsteps = 2\nthreads = 1\nseed = 3\n"
                             << "[model]\nname = \"small_cnn\"\nhidden = 8\n"
                             << "[data]\ntrain = \"" << data << "\"\n"
                             << "[optimizer]\nname = \"sgd\"\nlr = 0.05\nmomentum = 0.9\n";
     CliRun t = shell(bin() + " train " + config() + " --checkpoint-dir " + (*dir_ / "ck").string());
-    ASSERT_EQ(t.exit_code, 0) << t.output;
+    if (t.exit_code != 0) *setup_error_ = "train: " + t.output;
   }
   static void TearDownTestSuite() {
     fs::remove_all(*dir_);
     delete dir_;
+    delete setup_error_;
   }
   static std::string config() { return (*dir_ / "tiny.toml").string(); }
   static std::string checkpoint() { return (*dir_ / "ck" / "step-2.h5").string(); }
@@ -45,8 +57,10 @@ class BadResume : public ::testing::Test {
   }
 
   static fs::path* dir_;
+  static std::string* setup_error_;
 };
 fs::path* BadResume::dir_ = nullptr;
+std::string* BadResume::setup_error_ = nullptr;
 
 TEST_F(BadResume, AnotherSeedSaysWhichSeedToSet) {
   CliRun r = resume("--set seed=4");
@@ -93,6 +107,45 @@ TEST_F(BadResume, AGlobalBatchThatDoesNotDivideTheDataIsNoted) {
   CliRun even = shell(bin() + " train " + config() + " --set batch_size=8 --set steps=1");
   EXPECT_EQ(even.exit_code, 0) << even.output;
   EXPECT_FALSE(contains(even.output, "left out of each epoch")) << even.output;
+}
+
+// A data file whose chunk was damaged after it was written (Note [Checksummed chunks]):
+// the run stops when the loader first reads that chunk, naming the file and the rows,
+// instead of training on the damaged bytes. The same file without checksums trains.
+TEST_F(BadResume, ADamagedChunkOfTheDataStopsTheRunNamingItsRows) {
+  for (bool sums : {true, false}) {
+    const std::string data = (*dir_ / (sums ? "damaged.h5" : "damaged_plain.h5")).string();
+    CliRun w = shell(bin() + " data synth images --out " + data +
+                     " --n 64 --height 8 --width 8 --channels 1 --classes 4 --chunk-rows 16 --seed 1" +
+                     (sums ? "" : " --no-checksum"));
+    ASSERT_EQ(w.exit_code, 0) << w.output;
+    // The chunk of rows [16, 32) of /images.
+    haddr_t addr = HADDR_UNDEF;
+    {
+      hid_t f = H5Fopen(data.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+      hid_t d = H5Dopen2(f, "/images", H5P_DEFAULT);
+      hsize_t offset[4] = {16, 0, 0, 0}, size = 0;
+      unsigned mask = 0;
+      ASSERT_GE(H5Dget_chunk_info_by_coord(d, offset, &mask, &addr, &size), 0);
+      H5Dclose(d);
+      H5Fclose(f);
+    }
+    {
+      std::fstream io(data, std::ios::in | std::ios::out | std::ios::binary);
+      io.seekg(static_cast<std::streamoff>(addr) + 5);
+      const char c = static_cast<char>(io.get() ^ 0x40);
+      io.seekp(static_cast<std::streamoff>(addr) + 5);
+      io.put(c);
+    }
+    CliRun r = shell(bin() + " train " + config() + " --set data.train=" + data + " --set steps=8");
+    if (sums) {
+      EXPECT_EQ(r.exit_code, 1) << r.output;
+      EXPECT_TRUE(contains(r.output, data + "', dataset '/images': rows [16, 32) fail their Fletcher-32 checksum"))
+          << r.output;
+    } else {
+      EXPECT_EQ(r.exit_code, 0) << r.output;  // nothing can tell
+    }
+  }
 }
 
 }  // namespace

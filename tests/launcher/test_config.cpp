@@ -182,6 +182,14 @@ TEST_F(TrainConfig, MissingMalformedAndIncompleteFiles) {
   EXPECT_TRUE(contains(m.output, broken + ":2:")) << m.output;
   EXPECT_TRUE(contains(m.output, "not valid TOML")) << m.output;
 
+  // A table header whose key starts with '=' (Note [toml++'s internal checks]): reported
+  // as bad TOML, never an assertion of the parser's.
+  std::string header = write("header.toml", "batch_size = 32\n[=]\nlr = 1\n");
+  CliRun h = dtrain("train " + header);
+  EXPECT_EQ(h.exit_code, 2) << h.output;
+  EXPECT_TRUE(contains(h.output, header + ":2:")) << h.output;
+  EXPECT_TRUE(contains(h.output, "expected bare key starting character")) << h.output;
+
   std::string empty = write("empty.toml", "epochs = 1\n");
   CliRun e = dtrain("train " + empty);
   EXPECT_EQ(e.exit_code, 2) << e.output;

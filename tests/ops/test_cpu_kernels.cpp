@@ -565,4 +565,27 @@ TEST(CpuConvert, NumericPairs) {
   EXPECT_EQ(out, (std::vector<uint8_t>{9, 0}));
 }
 
+// Floating -> integer outside the target's range saturates, NaN gives 0 (convert_value.h):
+// what a GPU's conversion does, where a plain cast is undefined (x86 gives -1.0 -> 255).
+TEST(CpuConvert, FloatToIntegerSaturatesAndNanIsZero) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> x{-1.0f, -0.75f, 254.9f, 255.5f, 300.0f, 3e9f, -3e9f, 1e19f, -1e19f, nan, inf, -inf};
+  std::vector<uint8_t> u8(x.size());
+  cpu::convert<float, uint8_t>(x.data(), u8.data(), static_cast<int64_t>(x.size()), Exec{});
+  EXPECT_EQ(u8, (std::vector<uint8_t>{0, 0, 254, 255, 255, 255, 0, 255, 0, 0, 255, 0}));
+  std::vector<int32_t> i32(x.size());
+  cpu::convert<float, int32_t>(x.data(), i32.data(), static_cast<int64_t>(x.size()), Exec{});
+  const int32_t lo = std::numeric_limits<int32_t>::lowest(), hi = std::numeric_limits<int32_t>::max();
+  EXPECT_EQ(i32, (std::vector<int32_t>{-1, 0, 254, 255, 300, hi, lo, hi, lo, 0, hi, lo}));
+  std::vector<int64_t> i64(x.size());
+  cpu::convert<float, int64_t>(x.data(), i64.data(), static_cast<int64_t>(x.size()), Exec{});
+  const int64_t lo64 = std::numeric_limits<int64_t>::lowest(), hi64 = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(i64, (std::vector<int64_t>{-1, 0, 254, 255, 300, 3000000000, -3000000000, hi64, lo64, 0, hi64, lo64}));
+  // The largest double below 2^31 still fits; 2^31 does not.
+  const std::vector<double> d{2147483647.0, 2147483646.5, 2147483648.0, -2147483648.0, -2147483649.0};
+  std::vector<int32_t> di(d.size());
+  cpu::convert<double, int32_t>(d.data(), di.data(), static_cast<int64_t>(d.size()), Exec{});
+  EXPECT_EQ(di, (std::vector<int32_t>{hi, 2147483646, hi, lo, lo}));
+}
+
 }  // namespace

@@ -320,7 +320,10 @@ class CaptioningRecipe final : public SingleNetworkRecipe {
                 grid.empty() ? "" : " | ", grid.c_str(), attention.empty() ? "" : " | ", attention.c_str());
     std::fflush(stdout);
     std::string list = "[";
-    for (size_t i = 0; i < shown.size(); ++i) list += (i ? "," : "") + json_string(shown[i]);
+    for (size_t i = 0; i < shown.size(); ++i) {
+      if (i > 0) list += ',';
+      list += json_string(shown[i]);
+    }
     ctx.write_metrics("{\"kind\":\"eval\",\"step\":" + std::to_string(at.step) + ",\"epoch\":" +
                       json_number(at.epoch) + ",\"test_loss\":" + json_number(m.get("test_loss")) + ",\"bleu\":" +
                       json_number(100 * bleu.score()) + ",\"exact\":" + json_number(m.get("exact")) +
