@@ -33,7 +33,11 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
+[ -d "$build" ] || { echo "fuzz.sh: no build folder $build; make one with scripts/sanitize.sh asan --build-only" >&2; exit 2; }
+build="$(cd "$build" && pwd)"  # the targets run in a scratch folder: absolute paths
 [ -n "$work" ] || work="$build/fuzz-work"
+mkdir -p "$work"
+work="$(cd "$work" && pwd)"
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(image control config dataset checkpoint convert)
 fi

@@ -10,6 +10,8 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <stdexcept>
+#include <string_view>
 
 // Note [toml++'s internal checks]: toml++ 3.3 states some of its parser's expectations as
 // TOML_ASSERT_ASSUME, which is assert() in builds without NDEBUG and __builtin_assume()
@@ -368,6 +370,82 @@ void walk(Config& c, const toml::table& t, const std::string& prefix, const std:
   }
 }
 
+// Note [Non-ASCII outside strings]: TOML allows non-ASCII characters only in strings and
+// comments. toml++ 3.3 reaches __builtin_unreachable() (undefined behaviour) when it tests
+// some of them for whitespace, such as U+00A1 after a bare key (found by
+// tests/fuzz/fuzz_config; regression input in tests/fuzz/regressions/config/). So the text
+// is scanned first, with TOML's string and comment rules, and the first such character is
+// reported by its line and column, as toml++ would report it. Returns the byte offset of
+// that character, or npos.
+size_t non_ascii_outside_strings(std::string_view s) {
+  enum class In { Code, Comment, Basic, Literal, MultiBasic, MultiLiteral } in = In::Code;
+  auto at = [&](size_t i, const char* three) { return s.compare(i, 3, three) == 0; };
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    switch (in) {
+      case In::Code:
+        if (c == '#') {
+          in = In::Comment;
+        } else if (c == '"') {
+          in = at(i, "\"\"\"") ? In::MultiBasic : In::Basic;
+          if (in == In::MultiBasic) i += 2;
+        } else if (c == '\'') {
+          in = at(i, "'''") ? In::MultiLiteral : In::Literal;
+          if (in == In::MultiLiteral) i += 2;
+        } else if (c >= 0x80) {
+          return i;
+        }
+        break;
+      case In::Comment:
+        if (c == '\n') in = In::Code;
+        break;
+      case In::Basic:
+        if (c == '\\') {
+          ++i;  // the escaped character
+        } else if (c == '"' || c == '\n') {
+          in = In::Code;
+        }
+        break;
+      case In::Literal:
+        if (c == '\'' || c == '\n') in = In::Code;
+        break;
+      case In::MultiBasic:
+      case In::MultiLiteral: {
+        const char q = in == In::MultiBasic ? '"' : '\'';
+        if (in == In::MultiBasic && c == '\\') {
+          ++i;
+        } else if (c == static_cast<unsigned char>(q) && at(i, q == '"' ? "\"\"\"" : "'''")) {
+          i += 2;
+          // Up to two more quotes belong to the string ("""a""""" is a"").
+          for (int extra = 0; extra < 2 && i + 1 < s.size() && s[i + 1] == q; ++extra) ++i;
+          in = In::Code;
+        }
+        break;
+      }
+    }
+  }
+  return std::string_view::npos;
+}
+
+// Throws ConfigError naming source:line:column when non_ascii_outside_strings finds one.
+void refuse_non_ascii_outside_strings(const std::string& text, const std::string& source) {
+  const size_t at = non_ascii_outside_strings(text);
+  if (at == std::string_view::npos) return;
+  size_t line = 1, column = 1;
+  for (size_t i = 0; i < at; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) {
+      ++column;  // a character, not a UTF-8 continuation byte
+    }
+  }
+  size_t end = at + 1;
+  while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) ++end;
+  DT_THROW(ConfigError, source, ":", line, ":", column, ": not valid TOML: '", text.substr(at, end - at),
+           "' outside a string or comment (keys and values other than strings are ASCII; quote it: \"...\")");
+}
+
 void apply_override(Config& c, const std::string& item, std::map<std::string, std::string>& origin) {
   auto eq = item.find('=');
   if (eq == std::string::npos || eq == 0) {
@@ -387,8 +465,9 @@ void apply_override(Config& c, const std::string& item, std::map<std::string, st
   } else {
     toml::table t;
     try {
+      if (non_ascii_outside_strings(value) != std::string_view::npos) throw std::invalid_argument("non-ASCII");
       t = toml::parse("v = " + value);
-    } catch (const toml::parse_error&) {
+    } catch (const std::exception&) {  // toml::parse_error, or the non-ASCII refusal
       DT_THROW(ConfigError, where, ": ", name, " must be ", type_name(k->type), ", got '", value, "'");
     }
     assign(c, *k, *t.get("v"), where);
@@ -492,6 +571,7 @@ Config parse_config(const std::string& toml_text, const std::string& source,
   c.source = source;
   std::map<std::string, std::string> origin;
   toml::table t;
+  refuse_non_ascii_outside_strings(toml_text, source);
   try {
     t = toml::parse(toml_text, source);
   } catch (const toml::parse_error& e) {

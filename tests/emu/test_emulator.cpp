@@ -293,7 +293,7 @@ TEST(EmuPlantedBugs, StaticSharedWriteOnePastTheEnd) {
   DeviceBuffer<float> out(32);
   EXPECT_DEATH(DT_LAUNCH(1, 32, 0, nullptr, static_overflow_kernel)(out.data()),
                "test_emulator.cpp:" + std::to_string(kStaticOverflowLine) +
-                   ":.*index 32 out of bounds for type 'float \\[32\\]'");
+                   ":.*index 32 out of bounds for type 'float ?\\[32\\]'");
 #else
   GTEST_SKIP() << "a static __shared__ array overflow is caught by the sanitizer build "
                   "(dtrain_emu_asan_tests), not by the emulator alone";

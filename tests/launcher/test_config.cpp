@@ -88,6 +88,31 @@ TEST_F(TrainConfig, SetOverridesDottedKeysInOrder) {
   }
 }
 
+// Note [Non-ASCII outside strings]: a non-ASCII character where TOML allows none is
+// reported with its line and column (toml++ itself would reach undefined behaviour on
+// some); in comments and every kind of string it is kept.
+TEST_F(TrainConfig, NonAsciiIsRefusedOutsideStringsAndKeptInThem) {
+  std::string bad = write("bad.toml", "batch_size = 32\nepochs\xc2\xa1 = 2\n");
+  CliRun r = dtrain("train " + bad);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, bad + ":2:7: not valid TOML: '\xc2\xa1' outside a string or comment")) << r.output;
+  CliRun set = dtrain("train " + write("a.toml", kBase) + " --set optimizer.lr=0.5\xe3\x80\x80");
+  EXPECT_EQ(set.exit_code, 2) << set.output;
+  EXPECT_TRUE(contains(set.output, "optimizer.lr must be a number")) << set.output;
+
+  // Comments, a basic string with an escaped quote, a multi-line literal string.
+  std::string good = write("good.toml", std::string(kBase) +
+                                            "# caf\xc3\xa9 \xc2\xa1\n"
+                                            "[log]\n"
+                                            "metrics = \"runs/caf\xc3\xa9 \\\"\xc2\xa1\\\".jsonl\"  # \xe2\x80\x94\n"
+                                            "[checkpoint]\n"
+                                            "dir = '''runs/\xc2\xa1'''\n");
+  CliRun ok = dtrain("train " + good + " --print-config");
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_TRUE(contains(ok.output, "log.metrics = \"runs/caf\xc3\xa9 \\\"\xc2\xa1\\\".jsonl\"")) << ok.output;
+  EXPECT_TRUE(contains(ok.output, "checkpoint.dir = \"runs/\xc2\xa1\"")) << ok.output;
+}
+
 TEST_F(TrainConfig, CanonicalDumpIsValidTomlThatRoundTrips) {
   std::string cfg = write("a.toml", kBase);
   CliRun first = dtrain("train " + cfg + " --set optimizer.weight_decay=5e-4 --print-config");
