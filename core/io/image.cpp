@@ -271,7 +271,8 @@ Image read_netpbm(const std::string& path, std::istream& in, int64_t channels, b
               "x", image.height, ")");
   DT_CHECK_AS(maxval > 0 && maxval <= 255, IoError, "cannot read ", path, ": maxval ", maxval,
               " is not supported (8-bit images only, maxval 1..255)");
-  DT_CHECK_AS(image.width * image.height <= (int64_t{1} << 31), IoError, "cannot read ", path,
+  // Divided, not multiplied: the header's numbers can be anything (found by fuzz_image).
+  DT_CHECK_AS(image.width <= (int64_t{1} << 31) / image.height, IoError, "cannot read ", path,
               ": image too large (", image.width, "x", image.height, ")");
   in.get();  // the single whitespace byte after maxval
   if (header_only) return image;

@@ -375,15 +375,28 @@ void walk(Config& c, const toml::table& t, const std::string& prefix, const std:
 // some of them for whitespace, such as U+00A1 after a bare key (found by
 // tests/fuzz/fuzz_config; regression input in tests/fuzz/regressions/config/). So the text
 // is scanned first, with TOML's string and comment rules, and the first such character is
-// reported by its line and column, as toml++ would report it. Returns the byte offset of
-// that character, or npos.
+// reported by its line and column, as toml++ would report it. A quote opens a string only
+// where TOML lets one begin (at the start of a line or after '=', '[', ',', '{' or '.'):
+// elsewhere (`interval = 2"…`, found by the fuzzer too) the text is invalid anyway, and
+// what follows the quote is treated as outside a string. Returns the byte offset of that
+// character, or npos.
 size_t non_ascii_outside_strings(std::string_view s) {
   enum class In { Code, Comment, Basic, Literal, MultiBasic, MultiLiteral } in = In::Code;
   auto at = [&](size_t i, const char* three) { return s.compare(i, 3, three) == 0; };
+  char prev = 0;  // the last character of code on this line other than a blank; 0 at its start
   for (size_t i = 0; i < s.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (in == In::Code && (c == '"' || c == '\'') && prev != 0 && std::strchr("=[,{.", prev) == nullptr) {
+      prev = static_cast<char>(c);  // not where a string may begin
+      continue;
+    }
     switch (in) {
       case In::Code:
+        if (c == '\n') {
+          prev = 0;
+        } else if (c != ' ' && c != '\t' && c != '\r' && c != '#' && c != '"' && c != '\'') {
+          prev = static_cast<char>(c);
+        }
         if (c == '#') {
           in = In::Comment;
         } else if (c == '"') {
@@ -397,17 +410,24 @@ size_t non_ascii_outside_strings(std::string_view s) {
         }
         break;
       case In::Comment:
-        if (c == '\n') in = In::Code;
+        if (c == '\n') {
+          in = In::Code;
+          prev = 0;
+        }
         break;
       case In::Basic:
         if (c == '\\') {
           ++i;  // the escaped character
         } else if (c == '"' || c == '\n') {
           in = In::Code;
+          prev = c == '"' ? '"' : 0;
         }
         break;
       case In::Literal:
-        if (c == '\'' || c == '\n') in = In::Code;
+        if (c == '\'' || c == '\n') {
+          in = In::Code;
+          prev = c == '\'' ? '\'' : 0;
+        }
         break;
       case In::MultiBasic:
       case In::MultiLiteral: {
@@ -419,6 +439,7 @@ size_t non_ascii_outside_strings(std::string_view s) {
           // Up to two more quotes belong to the string ("""a""""" is a"").
           for (int extra = 0; extra < 2 && i + 1 < s.size() && s[i + 1] == q; ++extra) ++i;
           in = In::Code;
+          prev = q;
         }
         break;
       }

@@ -96,6 +96,11 @@ TEST_F(TrainConfig, NonAsciiIsRefusedOutsideStringsAndKeptInThem) {
   CliRun r = dtrain("train " + bad);
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_TRUE(contains(r.output, bad + ":2:7: not valid TOML: '\xc2\xa1' outside a string or comment")) << r.output;
+  // A quote where no string may begin does not hide what follows it.
+  std::string stray = write("stray.toml", "batch_size = 32\n[log]\ninterval= 2\"\xef\xbb\xb7x\"\n");
+  CliRun q = dtrain("train " + stray);
+  EXPECT_EQ(q.exit_code, 2) << q.output;
+  EXPECT_TRUE(contains(q.output, stray + ":3:13: not valid TOML: '\xef\xbb\xb7' outside a string or comment")) << q.output;
   CliRun set = dtrain("train " + write("a.toml", kBase) + " --set optimizer.lr=0.5\xe3\x80\x80");
   EXPECT_EQ(set.exit_code, 2) << set.output;
   EXPECT_TRUE(contains(set.output, "optimizer.lr must be a number")) << set.output;
