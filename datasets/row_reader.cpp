@@ -203,18 +203,23 @@ void RowReader::read_direct(int64_t start, int64_t count, void* dst) const {
     }
     off_t at = static_cast<off_t>(chunk_offsets_[static_cast<size_t>(chunk)] +
                                   (row - chunk * chunk_rows_) * static_cast<int64_t>(row_bytes_));
-    for (size_t done = 0; done < bytes;) {
-      ssize_t got = ::pread(fd_, out + done, bytes - done, at + static_cast<off_t>(done));
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        DT_THROW(IoError, "HDF5 file '", file_, "', dataset '", dataset_, "': cannot read rows [", row, ", ",
-                 row + in_chunk, "): ", got < 0 ? std::strerror(errno) : "the file ends early",
-                 "; the file may be damaged (truncated?)");
-      }
-      done += static_cast<size_t>(got);
-    }
+    pread_rows(out, bytes, at, row, row + in_chunk);
     out += bytes;
     row += in_chunk;
+  }
+}
+
+void RowReader::pread_rows(void* dst, size_t bytes, off_t at, int64_t first_row, int64_t end_row) const {
+  auto* out = static_cast<unsigned char*>(dst);
+  for (size_t done = 0; done < bytes;) {
+    ssize_t got = ::pread(fd_, out + done, bytes - done, at + static_cast<off_t>(done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      DT_THROW(IoError, "HDF5 file '", file_, "', dataset '", dataset_, "': cannot read rows [", first_row, ", ",
+               end_row, "): ", got < 0 ? std::strerror(errno) : "the file ends early",
+               "; the file may be damaged (truncated?)");
+    }
+    done += static_cast<size_t>(got);
   }
 }
 
@@ -222,17 +227,8 @@ void RowReader::read_checked_chunk(int64_t chunk, std::vector<unsigned char>& bu
   const size_t data_bytes = static_cast<size_t>(chunk_rows_) * row_bytes_;
   buf.resize(data_bytes + 4);
   const off_t at = static_cast<off_t>(chunk_offsets_[static_cast<size_t>(chunk)]);
-  for (size_t done = 0; done < buf.size();) {
-    ssize_t got = ::pread(fd_, buf.data() + done, buf.size() - done, at + static_cast<off_t>(done));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) {
-      const int64_t first = chunk * chunk_rows_;
-      DT_THROW(IoError, "HDF5 file '", file_, "', dataset '", dataset_, "': cannot read rows [", first, ", ",
-               std::min(first + chunk_rows_, rows()), "): ", got < 0 ? std::strerror(errno) : "the file ends early",
-               "; the file may be damaged (truncated?)");
-    }
-    done += static_cast<size_t>(got);
-  }
+  const int64_t first = chunk * chunk_rows_;
+  pread_rows(buf.data(), buf.size(), at, first, std::min(first + chunk_rows_, rows()));
   const uint32_t sum = io::fletcher32(buf.data(), data_bytes);
   if (!io::fletcher32_matches(sum, buf.data() + data_bytes)) {
     char detail[96];

@@ -3,6 +3,8 @@
 // ranges along dim 0, straight into caller memory (pinned buffers, ring slots), many
 // times without reopening it. Contiguous, uncompressed data is read with pread() around
 // the HDF5 library (Note [Direct row reads]); everything else goes through H5Dread.
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -75,6 +77,9 @@ class RowReader {
   void read_hdf5_rows(int64_t start, int64_t count, void* dst) const;
   void read_direct(int64_t start, int64_t count, void* dst) const;
   void setup_direct();
+  // `bytes` bytes at file offset `at` into dst, which hold rows [first_row, end_row) (for
+  // the error message).
+  void pread_rows(void* dst, size_t bytes, off_t at, int64_t first_row, int64_t end_row) const;
   // Reads chunk `chunk` whole with its checksum into buf (direct path) and checks it.
   void read_checked_chunk(int64_t chunk, std::vector<unsigned char>& buf) const;
   [[noreturn]] void throw_checksum_error(int64_t chunk, const std::string& detail) const;
